@@ -1,0 +1,99 @@
+"""The `stsd` command line: argument parsing only. Each command lives in its own module, imported on use,
+so client commands start without loading boto3 (the daemon's modules are never imported on that path)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from stsd import __version__
+
+# command -> "module:function"; every function takes the parsed arguments and returns an exit code.
+HANDLERS = {
+    "serve": "stsd.daemon.run:cmd_serve",
+    "start": "stsd.daemon.detach:cmd_start",
+    "stop": "stsd.daemon.detach:cmd_stop",
+    "status": "stsd.client.commands:cmd_status",
+    "hook": "stsd.shells:cmd_hook",
+    "export": "stsd.client.transition:cmd_export",
+    "env": "stsd.client.commands:cmd_env",
+    "exec": "stsd.client.commands:cmd_exec",
+    "allow": "stsd.client.commands:cmd_allow",
+    "deny": "stsd.client.commands:cmd_deny",
+    "credential-process": "stsd.client.commands:cmd_credential_process",
+    "install-service": "stsd.install_service:cmd_install_service",
+    "demo": "stsd.demo.run:cmd_demo",
+}
+
+SHELL_NAMES = ("bash", "zsh", "fish")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stsd",
+        description="Short-lived AWS role credentials per project, kept fresh by a per-user daemon.",
+    )
+    parser.add_argument("--version", action="version", version=f"stsd {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="run the daemon in the foreground, logging to stderr")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+    start = commands.add_parser("start", help="start the daemon in the background")
+    start.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    stop = commands.add_parser("stop", help="stop the background daemon")
+    stop.add_argument("--timeout", type=float, default=5.0, help="seconds to wait before SIGKILL (default 5)")
+
+    status = commands.add_parser("status", help="show the daemon, its sources and sessions")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+
+    hook = commands.add_parser("hook", help='print the shell hook: eval "$(stsd hook bash)"')
+    hook.add_argument("shell", choices=SHELL_NAMES)
+
+    export = commands.add_parser(
+        "export", help="print shell code for the current directory (used by the hook)"
+    )
+    export.add_argument("shell", choices=SHELL_NAMES)
+
+    env = commands.add_parser("env", help="print the variables a directory's project gets")
+    env.add_argument("--json", action="store_true", help="one JSON object: name -> value, null = unset")
+    env.add_argument("dir", nargs="?", default=".", help="directory (default: the current one)")
+
+    exec_ = commands.add_parser("exec", help="run a command with a project's credentials")
+    exec_.add_argument("--dir", default=".", help="project directory (default: the current one)")
+    exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+
+    for name, verb in (("allow", "trust"), ("deny", "refuse")):
+        sub = commands.add_parser(name, help=f"{verb} the .stsd.toml governing DIR")
+        sub.add_argument("dir", nargs="?", default=".", help="directory (default: the current one)")
+
+    process = commands.add_parser(
+        "credential-process", help="print AWS credential_process JSON for a profile or project directory"
+    )
+    process.add_argument("target", metavar="PROFILE-OR-DIR")
+
+    install = commands.add_parser("install-service", help="install the systemd user units")
+    install.add_argument("--uninstall", action="store_true", help="remove the units instead")
+
+    demo = commands.add_parser("demo", help="try stsd against an embedded local STS (needs stsd[demo])")
+    demo.add_argument("--script", action="store_true", help="run the guided steps non-interactively")
+    demo.add_argument("--shell", choices=SHELL_NAMES, default=None, help="shell for the interactive demo")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, _, function_name = HANDLERS[args.command].partition(":")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""A local STS/IAM/S3 (moto's server) set up as the scenario in SCENARIO.md.
+
+Used by `stsd demo` and by the test suite, so both play exactly the same world: user `alice` with no
+rights but `sts:AssumeRole` on `alice-sts`, a role that requires the external ID `alice` and may list S3.
+Needs the optional extra `stsd[demo]` (moto with its server).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+USER_NAME = "alice"
+ROLE_NAME = "alice-sts"
+EXTERNAL_ID = "alice"
+BUCKET = "alice-data"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}"
+USER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:user/{USER_NAME}"
+
+# moto does not match `arn:aws:iam::ACCT:root` as a principal (SCENARIO.md), so the user ARN is listed too.
+_TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": [f"arn:aws:iam::{ACCOUNT_ID}:root", USER_ARN]},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}},
+        }
+    ],
+}
+_ROLE_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:GetCallerIdentity"], "Resource": "*"}],
+}
+_USER_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": ROLE_ARN},
+        {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"},
+    ],
+}
+
+
+@dataclass(frozen=True)
+class AliceKeys:
+    access_key_id: str
+    secret_access_key: str
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalAws:
+    """A moto server on 127.0.0.1 holding the scenario; IAM enforcement is on once `start` returns."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._server: object | None = None
+        self.alice: AliceKeys | None = None
+
+    def start(self) -> LocalAws:
+        from moto.server import ThreadedMotoServer
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        server.start()
+        self._server = server
+        self.alice = self._set_up_scenario()
+        self.set_enforcement(True)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()  # type: ignore[attr-defined]
+            self._server = None
+
+    def __enter__(self) -> LocalAws:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def set_enforcement(self, on: bool) -> None:
+        """IAM enforcement: every request must be signed by a known identity allowed to make it."""
+        body = b"0" if on else b"inf"
+        request = urllib.request.Request(
+            f"{self.endpoint}/moto-api/reset-auth",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            reply.read()
+
+    def client(
+        self, service: str, access_key_id: str = "setup", secret: str = "setup", token: str | None = None
+    ):  # type: ignore[no-untyped-def]
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
+        )
+
+    def _set_up_scenario(self) -> AliceKeys:
+        self.set_enforcement(False)
+        iam = self.client("iam")
+        iam.create_user(UserName=USER_NAME)
+        iam.put_user_policy(
+            UserName=USER_NAME, PolicyName="assume-alice-sts", PolicyDocument=json.dumps(_USER_POLICY)
+        )
+        iam.create_role(
+            RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST_POLICY), MaxSessionDuration=3600
+        )
+        iam.put_role_policy(
+            RoleName=ROLE_NAME, PolicyName="s3-access", PolicyDocument=json.dumps(_ROLE_POLICY)
+        )
+        self.client("s3").create_bucket(Bucket=BUCKET)
+        key = iam.create_access_key(UserName=USER_NAME)["AccessKey"]
+        return AliceKeys(key["AccessKeyId"], key["SecretAccessKey"])
+
+    def write_aws_files(self, home: Path) -> Path:
+        """Write ~/.aws/credentials with alice's keys and ~/.aws/config with the role profile."""
+        assert self.alice is not None, "start() first"
+        aws = home / ".aws"
+        aws.mkdir(parents=True, exist_ok=True)
+        (aws / "credentials").write_text(
+            f"[{USER_NAME}]\n"
+            f"aws_access_key_id = {self.alice.access_key_id}\n"
+            f"aws_secret_access_key = {self.alice.secret_access_key}\n"
+        )
+        (aws / "config").write_text(
+            f"[profile {USER_NAME}]\nregion = {REGION}\n\n"
+            f"[profile {ROLE_NAME}]\n"
+            f"role_arn = {ROLE_ARN}\n"
+            f"source_profile = {USER_NAME}\n"
+            f"external_id = {EXTERNAL_ID}\n"
+            f"role_session_name = s3-access\n"
+            f"region = {REGION}\n"
+        )
+        return aws

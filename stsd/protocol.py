@@ -1,0 +1,60 @@
+"""The JSON-lines protocol between the daemon and its clients (docs/protocol.md). Standard library only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+VERSION = 1
+MAX_LINE_BYTES = 64 * 1024  # requests are tiny; anything larger is refused, not buffered
+
+OPS = ("ping", "env", "credentials", "status", "renew")
+
+# Error codes a reply may carry; clients switch on these, the message is for people.
+BAD_REQUEST = "bad_request"
+TOO_LARGE = "too_large"
+UNSUPPORTED_VERSION = "unsupported_version"
+UNKNOWN_OP = "unknown_op"
+INVALID_PROJECT = "invalid_project"
+UNTRUSTED = "untrusted"
+DENIED = "denied"
+UNKNOWN_PROFILE = "unknown_profile"
+SOURCE_ERROR = "source_error"
+STS_DENIED = "sts_denied"
+STS_UNAVAILABLE = "sts_unavailable"
+TIMEOUT = "timeout"
+INTERNAL = "internal"
+
+
+class ProtocolError(Exception):
+    """A request or reply that breaks the protocol; `code` is one of the codes above."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """Parse one line into a JSON object, or raise ProtocolError(bad_request)."""
+    if len(line) > MAX_LINE_BYTES:
+        raise ProtocolError(TOO_LARGE, f"message exceeds {MAX_LINE_BYTES} bytes")
+    try:
+        message = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ProtocolError(BAD_REQUEST, f"not a JSON line: {error}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(BAD_REQUEST, "a message must be a JSON object")
+    return message
+
+
+def ok(**fields: Any) -> dict[str, Any]:
+    return {"v": VERSION, "ok": True, **fields}
+
+
+def error(code: str, message: str, **fields: Any) -> dict[str, Any]:
+    return {"v": VERSION, "ok": False, "error": {"code": code, "message": message, **fields}}

@@ -1,0 +1,178 @@
+"""Shared fixtures: a real local STS/IAM/S3 (moto server, IAM enforcement on), an isolated user world
+(HOME, XDG dirs, ~/.aws files, a socket path) and a real `stsd serve` daemon process inside it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from stsd.demo.local_aws import LocalAws
+
+REPO = Path(__file__).resolve().parent.parent
+STSD = [sys.executable, "-m", "stsd"]
+
+# Anything that could point an SDK at real AWS or at ambient credentials is removed from test processes.
+_AMBIENT = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS",
+    "STSD_SOCKET",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "NOTIFY_SOCKET",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+)
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[LocalAws]:
+    with LocalAws() as aws:
+        yield aws
+
+
+@dataclass
+class World:
+    """One user's world: HOME with ~/.aws, XDG dirs, a short socket path and the env to run stsd in."""
+
+    home: Path
+    runtime: Path
+    aws: LocalAws
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def socket(self) -> Path:
+        return Path(self.env["STSD_SOCKET"])
+
+    @property
+    def state(self) -> Path:
+        return Path(self.env["XDG_STATE_HOME"]) / "stsd"
+
+    def project(self, name: str, body: str) -> Path:
+        """A project directory under HOME with `.stsd.toml` holding `body`."""
+        directory = self.home / name
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / ".stsd.toml").write_text(body)
+        return directory
+
+    def stsd(
+        self, *args: str, check: bool = False, timeout: float = 30, **kwargs
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*STSD, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+            **kwargs,
+        )
+
+
+def make_world(aws: LocalAws, base: Path) -> World:
+    home = base / "home"
+    home.mkdir()
+    aws.write_aws_files(home)
+    # AF_UNIX paths are limited to 108 bytes: keep the runtime dir short, outside pytest's deep tmp_path.
+    runtime = Path(tempfile.mkdtemp(prefix="stsd-rt-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if k not in _AMBIENT}
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local/share"),
+        XDG_STATE_HOME=str(home / ".local/state"),
+        XDG_RUNTIME_DIR=str(runtime),
+        STSD_SOCKET=str(runtime / "stsd" / "stsd.sock"),
+        AWS_ENDPOINT_URL=aws.endpoint,
+        AWS_EC2_METADATA_DISABLED="true",  # never probe 169.254.169.254 from tests
+        STSD_NO_AUTOSTART="1",
+        PYTHONPATH=str(REPO),
+    )
+    return World(home=home, runtime=runtime, aws=aws, env=env)
+
+
+@pytest.fixture
+def world(local_aws: LocalAws, tmp_path: Path) -> Iterator[World]:
+    w = make_world(local_aws, tmp_path)
+    yield w
+    shutil.rmtree(w.runtime, ignore_errors=True)
+
+
+class Daemon:
+    """A real `stsd serve` process; its stderr log is kept for leak scans and failure reports."""
+
+    def __init__(self, world: World, extra_env: dict[str, str] | None = None) -> None:
+        self.world = world
+        self.log_path = world.home / "daemon-stderr.log"
+        self._log = self.log_path.open("ab")
+        env = {**world.env, **(extra_env or {})}
+        self.process = subprocess.Popen(
+            [*STSD, "serve", "--log-level", "debug"],
+            env=env,
+            stdout=self._log,
+            stderr=self._log,
+            start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.process.returncode}: {self.log_path.read_text()}")
+            try:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.connect(str(self.world.socket))
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"daemon did not listen within {timeout}s: {self.log_path.read_text()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def daemon(world: World) -> Iterator[Daemon]:
+    d = Daemon(world)
+    yield d
+    d.stop()
