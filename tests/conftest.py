@@ -176,3 +176,29 @@ def daemon(world: World) -> Iterator[Daemon]:
     d = Daemon(world)
     yield d
     d.stop()
+
+
+@pytest.fixture
+def world_env(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """Run in-process daemon code inside `world`: its HOME, XDG dirs, AWS files and local STS endpoint."""
+    for name in _AMBIENT:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in world.env.items():
+        monkeypatch.setenv(name, value)
+    return world
+
+
+def ask_daemon(socket_path: Path, *messages: dict, timeout: float = 30) -> list[dict]:
+    """Send `messages` (protocol version added) over one raw connection; the replies, in order.
+
+    Raw on purpose: tests of the daemon should not depend on the client's autostart or its env."""
+    import json
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(socket_path))
+        stream = sock.makefile("rwb")
+        for message in messages:
+            stream.write(json.dumps({"v": 1, **message}).encode() + b"\n")
+        stream.flush()
+        return [json.loads(stream.readline()) for _ in messages]

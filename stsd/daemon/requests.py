@@ -1,0 +1,232 @@
+"""RoleRequest: one fully resolved, validated AssumeRole request (one session per distinct request), built
+from a project's RoleSettings or from a ~/.aws/config role profile, read through botocore's config loader."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from botocore import exceptions as boto_errors
+
+from stsd.daemon.config import SESSION_NAME_PATTERN, DaemonConfig
+from stsd.daemon.sources import CREDENTIAL_SOURCES, SourceSpec, aws_profiles, has_static_keys
+from stsd.daemon.sts_errors import one_line
+
+if TYPE_CHECKING:
+    from stsd.project.projectfile import RoleSettings
+
+UNKNOWN_PROFILE = "unknown_profile"
+INVALID_PROJECT = "invalid_project"
+
+MIN_DURATION_SECONDS = 900
+MAX_DURATION_SECONDS = 43200
+ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
+EXTERNAL_ID_PATTERN = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+MFA_SERIAL_PATTERN = re.compile(r"^[\w+=/:,.@-]{9,256}$")
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
+ROLE_KEYS = (
+    "role_arn",
+    "source_profile",
+    "credential_source",
+    "external_id",
+    "role_session_name",
+    "duration_seconds",
+    "region",
+    "mfa_serial",
+)
+_SOURCE_KEYS = ("source_profile", "credential_source")
+
+
+@dataclass(frozen=True)
+class RoleRequest:
+    """One session per distinct request; `label` only says what status shows, so it is not identity."""
+
+    source: SourceSpec
+    role_arn: str
+    external_id: str | None
+    session_name: str
+    duration_seconds: int | None  # None = the STS default (3600 s)
+    region: str
+    mfa_serial: str | None = None
+    label: str = field(default="", compare=False)
+
+    @property
+    def account(self) -> str:
+        return self.role_arn.split(":")[4]
+
+
+class RequestError(Exception):
+    """The request cannot be built; `code` is a protocol error code, str() one line for a person."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Value:
+    """A setting and where it came from, so an error blames the right file with the right code."""
+
+    value: Any
+    origin: str  # "<project label>" or "profile NAME"
+    code: str
+
+
+def resolve_request(settings: RoleSettings, *, label: str, config: DaemonConfig) -> RoleRequest:
+    """Merge a project's settings over the profile it names (`profile =`) and validate the result."""
+    values: dict[str, _Value] = {}
+    profiles: Mapping[str, Mapping[str, Any]] = {}
+    if settings.profile is not None or settings.source_profile is not None:
+        profiles = _load_profiles(label)
+    if settings.profile is not None:
+        values = _profile_values(settings.profile, profiles, origin=label)
+    inline = {key: getattr(settings, key) for key in ROLE_KEYS if getattr(settings, key, None) is not None}
+    if any(key in inline for key in _SOURCE_KEYS):
+        # The project names its own source: the profile's source keys do not mix with it.
+        for key in _SOURCE_KEYS:
+            values.pop(key, None)
+    values.update({key: _Value(value, label, INVALID_PROJECT) for key, value in inline.items()})
+    if "role_arn" not in values:
+        raise RequestError(
+            INVALID_PROJECT, f"{label}: role_arn: expected a role ARN or a role profile (profile =)"
+        )
+    return _build(values, profiles, own_profile=settings.profile, label=label, config=config)
+
+
+def resolve_profile(name: str, *, config: DaemonConfig) -> RoleRequest:
+    """The request a ~/.aws/config role profile describes (for `credential-process PROFILE`)."""
+    label = f"profile {name}"
+    profiles = _load_profiles(label)
+    values = _profile_values(name, profiles, origin=label)
+    return _build(values, profiles, own_profile=name, label=label, config=config)
+
+
+def _load_profiles(origin: str) -> Mapping[str, Mapping[str, Any]]:
+    """The AWS files' profiles; a file botocore cannot parse is reported as a profile problem."""
+    try:
+        return aws_profiles()
+    except boto_errors.BotoCoreError as error:
+        raise RequestError(
+            UNKNOWN_PROFILE, f"{origin}: cannot read the AWS config: {one_line(error)}"
+        ) from None
+
+
+def _profile_values(
+    name: str, profiles: Mapping[str, Mapping[str, Any]], *, origin: str
+) -> dict[str, _Value]:
+    profile = profiles.get(name)
+    if profile is None:
+        raise RequestError(UNKNOWN_PROFILE, f"{origin}: profile {name!r} is not in your AWS config")
+    if "role_arn" not in profile:
+        raise RequestError(UNKNOWN_PROFILE, f"{origin}: profile {name!r} is not a role profile (no role_arn)")
+    where = f"profile {name}"
+    return {key: _Value(profile[key], where, UNKNOWN_PROFILE) for key in ROLE_KEYS if key in profile}
+
+
+def _build(
+    values: Mapping[str, _Value],
+    profiles: Mapping[str, Mapping[str, Any]],
+    *,
+    own_profile: str | None,
+    label: str,
+    config: DaemonConfig,
+) -> RoleRequest:
+    role_arn = values["role_arn"]
+    if not isinstance(role_arn.value, str) or not ROLE_ARN_PATTERN.match(role_arn.value):
+        _fail(role_arn, "role_arn", "expected an IAM role ARN like arn:aws:iam::123456789012:role/NAME")
+    source = _source(values, profiles, own_profile=own_profile, label=label)
+    external_id = values.get("external_id")
+    if external_id is not None and not EXTERNAL_ID_PATTERN.match(str(external_id.value)):
+        _fail(external_id, "external_id", "expected 2-1224 characters of letters, digits and +=,.@:/-")
+    session_name = values.get("role_session_name")
+    if session_name is not None and not SESSION_NAME_PATTERN.match(str(session_name.value)):
+        _fail(session_name, "role_session_name", "expected 2-64 characters of letters, digits and +=,.@_-")
+    region = values.get("region")
+    if region is not None and not REGION_PATTERN.match(str(region.value)):
+        _fail(region, "region", 'expected a region name like "eu-west-1"')
+    mfa_serial = values.get("mfa_serial")
+    if mfa_serial is not None and not MFA_SERIAL_PATTERN.match(str(mfa_serial.value)):
+        _fail(mfa_serial, "mfa_serial", "expected an MFA device ARN or serial number")
+    return RoleRequest(
+        source=source,
+        role_arn=role_arn.value,
+        external_id=str(external_id.value) if external_id else None,
+        session_name=str(session_name.value) if session_name else config.role_session_name,
+        duration_seconds=_duration(values.get("duration_seconds")),
+        region=str(region.value) if region else config.region,
+        mfa_serial=str(mfa_serial.value) if mfa_serial else None,
+        label=label,
+    )
+
+
+def _source(
+    values: Mapping[str, _Value],
+    profiles: Mapping[str, Mapping[str, Any]],
+    *,
+    own_profile: str | None,
+    label: str,
+) -> SourceSpec:
+    source_profile = values.get("source_profile")
+    credential_source = values.get("credential_source")
+    if source_profile is not None and credential_source is not None:
+        _fail(
+            credential_source,
+            "credential_source",
+            "expected either source_profile or credential_source, not both",
+        )
+    if credential_source is not None:
+        if credential_source.value not in CREDENTIAL_SOURCES:
+            _fail(credential_source, "credential_source", f"expected one of {', '.join(CREDENTIAL_SOURCES)}")
+        return SourceSpec(credential_source=str(credential_source.value))
+    if source_profile is None:
+        role_arn = values["role_arn"]
+        _fail(role_arn, "source_profile", "expected source_profile or credential_source next to role_arn")
+    name = str(source_profile.value)
+    _check_source_chain(name, profiles, source_profile, own_profile=own_profile)
+    return SourceSpec(profile=name)
+
+
+def _check_source_chain(
+    start: str, profiles: Mapping[str, Mapping[str, Any]], blame: _Value, *, own_profile: str | None
+) -> None:
+    """Follow source_profile links the way botocore will, so a missing link or a cycle is reported now,
+    in one line, rather than as botocore's error at the first AssumeRole."""
+    chain: list[str] = []
+    own = profiles.get(own_profile) if own_profile is not None else None
+    if own_profile is not None and own is not None and not has_static_keys(own):
+        chain.append(own_profile)  # a role profile sourcing itself without keys would loop
+    name = start
+    while True:
+        if name in chain:
+            _fail(blame, "source_profile", f"expected no cycle, found {' -> '.join([*chain, name])}")
+        chain.append(name)
+        profile = profiles.get(name)
+        if profile is None:
+            _fail(blame, "source_profile", f"profile {name!r} is not in your AWS config or credentials file")
+        if has_static_keys(profile) or "role_arn" not in profile or "source_profile" not in profile:
+            return
+        name = str(profile["source_profile"])
+
+
+def _duration(value: _Value | None) -> int | None:
+    if value is None:
+        return None
+    raw = value.value
+    try:
+        seconds = raw if isinstance(raw, int) and not isinstance(raw, bool) else int(str(raw).strip())
+    except ValueError:
+        seconds = None
+    if seconds is None or not MIN_DURATION_SECONDS <= seconds <= MAX_DURATION_SECONDS:
+        _fail(
+            value,
+            "duration_seconds",
+            f"expected whole seconds from {MIN_DURATION_SECONDS} to {MAX_DURATION_SECONDS}",
+        )
+    return seconds
+
+
+def _fail(value: _Value, key: str, what: str) -> NoReturn:
+    raise RequestError(value.code, f"{value.origin}: {key}: {what}")

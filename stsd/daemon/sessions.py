@@ -1,0 +1,484 @@
+"""SessionManager: one role session per distinct RoleRequest, fetched once for every concurrent caller,
+renewed ahead of expiry in the background, backed off on transient failures, never served stale."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from stsd.daemon.clock import Clock
+from stsd.daemon.config import DaemonConfig
+from stsd.daemon.requests import RoleRequest
+from stsd.daemon.secret import Secret
+from stsd.daemon.sources import FileStamp, SourceError, SourceRegistry
+from stsd.daemon.sts_errors import (
+    SOURCE_ERROR,
+    STS_DENIED,
+    TIMEOUT,
+    FailureKind,
+    classify,
+)
+
+log = logging.getLogger(__name__)
+
+STS_DEFAULT_DURATION_SECONDS = 3600
+CHAINED_MAX_DURATION_SECONDS = 3600  # role chaining: STS refuses more (AWS-FACTS.md)
+# Old credentials are still served after a failed renewal, but not in their last minute: a consumer
+# needs a moment to use them, and clocks differ a little.
+USABLE_MARGIN = timedelta(seconds=60)
+# The renewal loop never sleeps longer than this, re-reading the wall clock each time, so a machine that
+# was suspended past a renewal (monotonic time stood still) renews within this long of waking.
+MAX_SLEEP_STEP_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class TemporaryCredentials:
+    """A role session's credentials as STS issued them; the secret parts never show in repr."""
+
+    access_key_id: str
+    secret_access_key: Secret
+    session_token: Secret
+    expiration: datetime  # aware UTC, as STS stated it (what consumers are told)
+
+
+@dataclass(frozen=True)
+class RoleSession:
+    """A snapshot of one session, for callers and for status."""
+
+    request: RoleRequest
+    credentials: TemporaryCredentials | None
+    assumed_role_arn: str | None
+    renew_at: datetime | None
+    last_error: str | None
+    capped_note: str | None
+    expires_at: datetime | None = None  # deadline on the daemon's own clock; see _Slot.expires_at
+    idle: bool = False
+    retry_at: datetime | None = None  # next attempt after a failure
+    error_code: str | None = None  # protocol code of last_error
+
+    @property
+    def label(self) -> str:
+        return self.request.label
+
+    @property
+    def role_arn(self) -> str:
+        return self.request.role_arn
+
+    @property
+    def account(self) -> str:
+        return self.request.account
+
+    @property
+    def session_name(self) -> str:
+        return self.request.session_name
+
+
+class SessionError(Exception):
+    """No usable credentials; `code` is a protocol error code, str() one line without secrets."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Assumed:
+    credentials: TemporaryCredentials
+    assumed_role_arn: str
+    lifetime_seconds: int
+    capped_note: str | None
+
+
+class _Failure(Exception):
+    def __init__(self, code: str, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.transient = transient
+
+
+class _Slot:
+    """The mutable state behind one request's session; only the event loop thread touches it."""
+
+    def __init__(self, request: RoleRequest, now: datetime) -> None:
+        self.request = request
+        self.credentials: TemporaryCredentials | None = None
+        self.assumed_role_arn: str | None = None
+        self.capped_note: str | None = None
+        # Decisions use a deadline on our own clock: when we sent the request plus the lifetime STS
+        # granted. It is never later than the real expiry whatever the skew between us and AWS (and it
+        # lets tests drive a fake clock against a real local STS).
+        self.expires_at: datetime | None = None
+        self.renew_at: datetime | None = None
+        self.last_used = now
+        self.idle = False
+        self.last_error: str | None = None
+        self.error_code: str | None = None
+        self.failures = 0
+        self.retry_at: datetime | None = None
+        self.blocked_at: tuple[FileStamp, ...] | None = None  # permanent failure: files as they were then
+        self.inflight: asyncio.Future[None] | None = None
+
+    def snapshot(self) -> RoleSession:
+        return RoleSession(
+            request=self.request,
+            credentials=self.credentials,
+            assumed_role_arn=self.assumed_role_arn,
+            renew_at=self.renew_at,
+            last_error=self.last_error,
+            capped_note=self.capped_note,
+            expires_at=self.expires_at,
+            idle=self.idle,
+            retry_at=self.retry_at,
+            error_code=self.error_code,
+        )
+
+    def usable(self, now: datetime) -> bool:
+        return (
+            self.expires_at is not None
+            and self.credentials is not None
+            and self.expires_at - now >= USABLE_MARGIN
+        )
+
+    def fresh(self, now: datetime) -> bool:
+        """Held credentials not yet due for renewal (renew_at keeps at least min_remaining left)."""
+        return self.credentials is not None and self.renew_at is not None and now < self.renew_at
+
+
+def backoff_delay(failures: int, *, initial: float, maximum: float, rng: random.Random) -> float:
+    """Seconds to wait after `failures` consecutive transient failures: exponential ceiling, full jitter
+    above a floor of `initial` (so many daemons hitting one outage spread out, and none spins)."""
+    ceiling = min(maximum, initial * 2.0 ** max(1, failures))
+    return rng.uniform(initial, max(initial, ceiling))
+
+
+class SessionManager:
+    """Holds every role session; the only caller of AssumeRole. Runs on one asyncio loop (STS calls go
+    to worker threads); `rng` is injectable so tests can fix the jitter."""
+
+    def __init__(
+        self,
+        sources: SourceRegistry,
+        clock: Clock,
+        config: DaemonConfig,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._sources = sources
+        self._clock = clock
+        self._config = config
+        self._rng = rng or random.SystemRandom()
+        self._slots: dict[RoleRequest, _Slot] = {}
+        self._wake: asyncio.Event | None = None  # created inside the loop (Python 3.9 binds it at creation)
+        self._closing = False
+        self._background: set[asyncio.Future[Any]] = set()
+        self._count_lock = threading.Lock()
+        self.assume_role_calls = 0  # AssumeRole calls sent, for tests and benchmarks
+        self.loop_checked_at: datetime | None = None  # wall time the renewal loop last looked at
+
+    # -- callers -------------------------------------------------------------------------------------
+
+    async def credentials(self, request: RoleRequest) -> RoleSession:
+        """Credentials with at least the minimum remaining (renewing first when due), or SessionError.
+
+        After a failed renewal the old credentials are served until shortly before they expire."""
+        slot = self._touch(request)
+        now = self._clock.wall()
+        if slot.fresh(now):
+            return slot.snapshot()
+        if self._blocked(slot) or (slot.retry_at is not None and now < slot.retry_at and slot.usable(now)):
+            # Permanent failure with nothing changed, or backing off: asking STS again now would not help.
+            if slot.usable(now):
+                return slot.snapshot()
+            raise SessionError(slot.error_code or STS_DENIED, slot.last_error or "renewal failed")
+        try:
+            await self._refresh(slot)
+        except SessionError:
+            if slot.usable(self._clock.wall()):
+                return slot.snapshot()
+            raise
+        return slot.snapshot()
+
+    async def renew(self, request: RoleRequest) -> RoleSession:
+        """Renew now, whatever the schedule or an earlier permanent failure; raises on failure."""
+        slot = self._touch(request)
+        slot.blocked_at = None
+        slot.retry_at = None
+        if slot.inflight is not None:
+            # A fetch already running started before this call: wait for it, then fetch anew.
+            await asyncio.wait({slot.inflight})
+        await self._refresh(slot)
+        return slot.snapshot()
+
+    def fetches_in_flight(self) -> int:
+        """STS fetches running now (a test waits for zero before looking at the outcome)."""
+        return sum(1 for slot in self._slots.values() if slot.inflight is not None)
+
+    def sessions(self) -> list[RoleSession]:
+        self._mark_idle(self._clock.wall())
+        return [slot.snapshot() for slot in self._slots.values()]
+
+    # -- background ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Renew due sessions until close(). Never returns early on a failure."""
+        wake = self._wake_event()
+        while not self._closing:
+            now = self._clock.wall()
+            self.loop_checked_at = now
+            try:
+                next_check = self._start_due_renewals(now)
+            except Exception:  # a bug must not end renewals for every session
+                log.exception("renewal loop error")
+                next_check = now + timedelta(seconds=MAX_SLEEP_STEP_SECONDS)
+            wake.clear()
+            await self._sleep_or_wake((next_check - now).total_seconds(), wake)
+
+    def _start_due_renewals(self, now: datetime) -> datetime:
+        """Start a fetch for every session that is due; return when the loop should look again."""
+        self._mark_idle(now)
+        next_check = now + timedelta(seconds=MAX_SLEEP_STEP_SECONDS)
+        for slot in list(self._slots.values()):
+            due_at = self._due_at(slot)
+            if due_at is None:
+                continue
+            if due_at <= now:
+                log.debug("renewing %s (%s)", slot.request.role_arn, slot.request.label)
+                self._start_fetch(slot)
+            else:
+                next_check = min(next_check, due_at)
+        return next_check
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        pending = [slot.inflight for slot in self._slots.values() if slot.inflight is not None]
+        pending += list(self._background)
+        for future in pending:
+            future.cancel()  # the worker thread finishes on its own (short botocore timeouts)
+        if pending:
+            await asyncio.wait(pending)
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _touch(self, request: RoleRequest) -> _Slot:
+        now = self._clock.wall()
+        slot = self._slots.get(request)
+        if slot is None:
+            slot = _Slot(request, now)
+            self._slots[request] = slot
+        slot.request = request  # equal, but the label may differ: status shows the latest asker
+        slot.last_used = now
+        slot.idle = False
+        return slot
+
+    def _blocked(self, slot: _Slot) -> bool:
+        """A permanent failure holds until the AWS config/credentials files change."""
+        if slot.blocked_at is None:
+            return False
+        if slot.blocked_at != self._sources.fingerprint():
+            log.info("AWS files changed: retrying %s", slot.request.role_arn)
+            slot.blocked_at = None
+            return False
+        return True
+
+    def _mark_idle(self, now: datetime) -> None:
+        idle_after = timedelta(seconds=self._config.idle_timeout_seconds)
+        for slot in self._slots.values():
+            if not slot.idle and now - slot.last_used >= idle_after:
+                log.info("session %s idle: renewals stop until it is asked for again", slot.request.label)
+                slot.idle = True
+            if (
+                slot.idle
+                and slot.credentials is not None
+                and slot.expires_at is not None
+                and now >= slot.expires_at
+            ):
+                slot.credentials = None  # expired and unwanted: no reason to keep the secret in memory
+
+    def _due_at(self, slot: _Slot) -> datetime | None:
+        """When the loop should next fetch this session, or None for "not the loop's business"."""
+        if slot.idle or slot.inflight is not None or self._blocked(slot):
+            return None
+        if slot.retry_at is not None:
+            return slot.retry_at
+        return slot.renew_at if slot.credentials is not None else None  # None: never fetched yet
+
+    async def _sleep_or_wake(self, seconds: float, wake: asyncio.Event) -> None:
+        if wake.is_set():
+            return
+        sleeper = asyncio.ensure_future(self._clock.sleep(max(0.0, seconds)))
+        waiter = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waiter):
+                task.cancel()
+
+    def _wake_event(self) -> asyncio.Event:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        return self._wake
+
+    def _start_fetch(self, slot: _Slot) -> asyncio.Future[None]:
+        """Start the one fetch for this slot, or return the one already running (single flight)."""
+        if slot.inflight is None:
+            future = asyncio.ensure_future(self._fetch(slot))
+            slot.inflight = future
+
+            def finished(done: asyncio.Future[None]) -> None:
+                if slot.inflight is done:
+                    slot.inflight = None
+                if not done.cancelled():
+                    done.exception()  # retrieved here; callers get it through their own await
+                self._wake_event().set()
+
+            future.add_done_callback(finished)
+        return slot.inflight
+
+    async def _refresh(self, slot: _Slot) -> None:
+        future = self._start_fetch(slot)
+        try:
+            # shield: a caller that gives up (or is cancelled) does not cancel the fetch others wait on.
+            await asyncio.wait_for(asyncio.shield(future), timeout=self._config.sts_wait_seconds)
+        except asyncio.TimeoutError:
+            raise SessionError(
+                TIMEOUT,
+                f"AssumeRole {slot.request.role_arn}: no answer from STS within {self._config.sts_wait_seconds:g} s",
+            ) from None
+
+    async def _fetch(self, slot: _Slot) -> None:
+        request = slot.request
+        started = self._clock.wall()
+        files = self._sources.fingerprint()
+        try:
+            assumed = await asyncio.to_thread(self._assume_role, request)
+        except _Failure as failure:
+            self._record_failure(slot, failure, files)
+            raise SessionError(failure.code, failure.message) from None
+        self._record_success(slot, assumed, started)
+        # The source's identity is for status only: look it up without holding anyone up.
+        task = asyncio.ensure_future(asyncio.to_thread(self._sources.identify, request.source))
+        self._background.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._background.discard)
+
+    def _record_success(self, slot: _Slot, assumed: _Assumed, started: datetime) -> None:
+        lifetime = timedelta(seconds=assumed.lifetime_seconds)
+        slot.credentials = assumed.credentials
+        slot.assumed_role_arn = assumed.assumed_role_arn
+        slot.capped_note = assumed.capped_note
+        slot.expires_at = started + lifetime
+        slot.renew_at = self._schedule(slot.expires_at, lifetime)
+        slot.last_error = slot.error_code = None
+        slot.failures = 0
+        slot.retry_at = None
+        slot.blocked_at = None
+        log.info(
+            "assumed %s as %s for %s; renewing at %s",
+            slot.request.role_arn,
+            assumed.assumed_role_arn,
+            slot.request.label or "-",
+            slot.renew_at.strftime("%H:%M:%S"),
+        )
+
+    def _schedule(self, expires_at: datetime, lifetime: timedelta) -> datetime:
+        """When fresh credentials are renewed; until then they are served as they are.
+
+        Renew `renew_before` (+ jitter 0..renew_jitter, spreading renewals) ahead of expiry, and never
+        later than the point where less than `min_remaining` would be left: so nobody is handed less
+        while a renewal is possible. A session too short for that (e.g. 900 s or 1800 s) renews at half
+        its life instead: it is never handed out with less than half its life, and a failed renewal
+        still has the other half to retry in."""
+        half_life = lifetime / 2
+        lead = timedelta(
+            seconds=self._config.renew_before_seconds
+            + self._rng.uniform(0, self._config.renew_jitter_seconds)
+        )
+        lead = min(max(lead, timedelta(seconds=self._config.min_remaining_seconds)), half_life)
+        return expires_at - lead
+
+    def _record_failure(self, slot: _Slot, failure: _Failure, files: tuple[FileStamp, ...]) -> None:
+        now = self._clock.wall()
+        slot.last_error = failure.message
+        slot.error_code = failure.code
+        if failure.transient:
+            slot.failures += 1
+            delay = backoff_delay(
+                slot.failures,
+                initial=self._config.backoff_initial_seconds,
+                maximum=self._config.backoff_max_seconds,
+                rng=self._rng,
+            )
+            slot.retry_at = now + timedelta(seconds=delay)
+            log.warning("%s (attempt %d; next in %.0f s)", failure.message, slot.failures, delay)
+        else:
+            slot.failures = 0
+            slot.retry_at = None
+            slot.blocked_at = files
+            log.error("%s (not retried until the AWS config or credentials files change)", failure.message)
+
+    # -- worker thread -------------------------------------------------------------------------------
+
+    def _assume_role(self, request: RoleRequest) -> _Assumed:
+        """Blocking: load the source and call AssumeRole. Raises _Failure. Runs in a worker thread."""
+        action = f"AssumeRole {request.role_arn}"
+        if request.mfa_serial is not None:
+            # A daemon cannot prompt for a code, and a code cannot be replayed for each renewal.
+            raise _Failure(
+                STS_DENIED,
+                f"{action}: roles that need MFA (mfa_serial) are not supported yet; "
+                "use a source profile that already holds an MFA session",
+                transient=False,
+            )
+        try:
+            source = self._sources.credentials(request.source)
+        except SourceError as error:
+            raise _Failure(SOURCE_ERROR, error.message, transient=error.transient) from None
+        duration, note = _effective_duration(request.duration_seconds, chained=source.temporary)
+        params: dict[str, Any] = {"RoleArn": request.role_arn, "RoleSessionName": request.session_name}
+        if request.external_id is not None:
+            params["ExternalId"] = request.external_id
+        if duration is not None:
+            params["DurationSeconds"] = duration
+        with self._count_lock:
+            self.assume_role_calls += 1
+        try:
+            client = self._sources.sts_client(source, request.region)
+            reply = client.assume_role(**params)
+        except Exception as error:
+            failure = classify(error, action=action)
+            if not _is_botocore(error):
+                log.exception("unexpected error during %s", action)
+            raise _Failure(
+                failure.error_code, failure.message, transient=failure.kind is FailureKind.TRANSIENT
+            ) from None
+        issued = reply["Credentials"]
+        return _Assumed(
+            credentials=TemporaryCredentials(
+                access_key_id=issued["AccessKeyId"],
+                secret_access_key=Secret(issued["SecretAccessKey"]),
+                session_token=Secret(issued["SessionToken"]),
+                expiration=issued["Expiration"].astimezone(timezone.utc),
+            ),
+            assumed_role_arn=reply["AssumedRoleUser"]["Arn"],
+            lifetime_seconds=duration or STS_DEFAULT_DURATION_SECONDS,
+            capped_note=note,
+        )
+
+
+def _effective_duration(asked: int | None, *, chained: bool) -> tuple[int | None, str | None]:
+    """Role chaining caps a session at one hour; ask for that instead of failing with ValidationError."""
+    if chained and asked is not None and asked > CHAINED_MAX_DURATION_SECONDS:
+        return CHAINED_MAX_DURATION_SECONDS, f"role chaining caps sessions at 1 h; asked {asked} s"
+    return asked, None
+
+
+def _is_botocore(error: BaseException) -> bool:
+    return type(error).__module__.startswith("botocore")

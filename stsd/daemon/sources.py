@@ -1,0 +1,349 @@
+"""SourceRegistry: the credentials that call AssumeRole, resolved by botocore's own machinery and held in
+memory; reloaded when ~/.aws/config or ~/.aws/credentials change, described (never revealed) for status."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.config
+import botocore.credentials
+import botocore.session
+from botocore import exceptions as boto_errors
+
+from stsd.daemon.config import DaemonConfig
+from stsd.daemon.secret import Secret
+from stsd.daemon.sts_errors import FailureKind, classify, one_line
+
+log = logging.getLogger(__name__)
+
+# credential_source value (as in ~/.aws/config) -> the botocore provider that implements it.
+CREDENTIAL_SOURCES = {
+    "Environment": "env",
+    "Ec2InstanceMetadata": "iam-role",
+    "EcsContainer": "container-role",
+}
+
+# botocore's credential `method` -> the kind `status` shows.
+_KINDS = {
+    "shared-credentials-file": "static-keys",
+    "config-file": "static-keys",
+    "assume-role": "assume-role",
+    "assume-role-with-web-identity": "web-identity",
+    "sso": "sso",
+    "login": "sso",
+    "custom-process": "process",
+    "iam-role": "instance-metadata",
+    "env": "environment",
+    "container-role": "container",
+}
+
+# Providers in botocore's default chain that do not come from the named profile: a profile source must
+# not silently fall through to them (a typo'd profile would otherwise pick up the instance role).
+_NOT_FROM_PROFILE = ("env", "container-role", "iam-role", "ec2-credentials-file", "boto-config")
+# When a source profile holds static keys they win, even if it also names a role (AWS CLI semantics).
+_NOT_WHEN_STATIC = ("assume-role", "assume-role-with-web-identity", "sso", "login", "custom-process")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Which credentials call AssumeRole: exactly one of a profile or a credential_source."""
+
+    profile: str | None = None
+    credential_source: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.profile is None) == (self.credential_source is None):
+            raise ValueError("SourceSpec needs exactly one of profile or credential_source")
+
+    @property
+    def name(self) -> str:
+        return f"profile {self.profile}" if self.profile is not None else str(self.credential_source)
+
+
+@dataclass(frozen=True)
+class SourceCredentials:
+    access_key_id: str
+    secret_access_key: Secret
+    session_token: Secret | None
+    kind: str
+
+    @property
+    def temporary(self) -> bool:
+        """Temporary credentials make AssumeRole "role chaining", capped at one hour."""
+        return self.session_token is not None
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    name: str
+    kind: str | None
+    identity_arn: str | None
+    error: str | None
+    temporary: bool | None
+
+
+class SourceError(Exception):
+    """Source credentials could not be loaded. `transient` says whether retrying later may help."""
+
+    def __init__(self, message: str, *, transient: bool, kind: FailureKind | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.kind = kind or (FailureKind.TRANSIENT if transient else FailureKind.PERMANENT)
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    path: str
+    mtime_ns: int
+    size: int
+
+
+def aws_files_fingerprint() -> tuple[FileStamp, ...]:
+    """Identify the current contents of the AWS config and credentials files (mtime + size)."""
+    stamps = []
+    for variable, default in (
+        ("AWS_CONFIG_FILE", "~/.aws/config"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+    ):
+        path = os.path.expanduser(os.environ.get(variable) or default)
+        try:
+            info = os.stat(path)
+            stamps.append(FileStamp(path, info.st_mtime_ns, info.st_size))
+        except OSError:
+            stamps.append(FileStamp(path, -1, -1))
+    return tuple(stamps)
+
+
+_profiles_lock = threading.Lock()
+_profiles_cache: tuple[tuple[FileStamp, ...], dict[str, dict[str, Any]]] | None = None
+
+
+def aws_profiles() -> Mapping[str, Mapping[str, Any]]:
+    """Every profile of the config and credentials files, merged by botocore (credentials win).
+
+    Cached until the files change, so resolving a request does not re-read them each time.
+    Raises botocore's ConfigParseError for a broken file.
+    """
+    global _profiles_cache
+    fingerprint = aws_files_fingerprint()
+    with _profiles_lock:
+        if _profiles_cache is None or _profiles_cache[0] != fingerprint:
+            profiles = botocore.session.Session().full_config.get("profiles", {})
+            _profiles_cache = (fingerprint, profiles)
+        return _profiles_cache[1]
+
+
+def has_static_keys(profile: Mapping[str, Any]) -> bool:
+    return "aws_access_key_id" in profile
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A source as botocore resolved it; `credentials` refreshes itself if botocore made it refreshable."""
+
+    credentials: botocore.credentials.Credentials
+    kind: str
+    fingerprint: tuple[FileStamp, ...]
+
+
+class SourceRegistry:
+    """Loads each source once (again when the AWS files change) and hands out its current credentials."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self._loaded: dict[SourceSpec, _Loaded] = {}
+        self._errors: dict[SourceSpec, str] = {}
+        self._temporary: dict[SourceSpec, bool] = {}
+        self._load_locks: dict[SourceSpec, threading.Lock] = {}
+        self._identities: dict[SourceSpec, tuple[tuple[FileStamp, ...], str | None, str | None]] = {}
+        self._client_lock = threading.Lock()  # botocore sessions are not thread-safe; clients are
+        self._client_session: botocore.session.Session | None = None
+
+    def fingerprint(self) -> tuple[FileStamp, ...]:
+        return aws_files_fingerprint()
+
+    def credentials(self, spec: SourceSpec) -> SourceCredentials:
+        """The source's current credentials (blocking: may call IMDS, SSO, a process or STS)."""
+        loaded = self._load(spec)
+        try:
+            # Refreshable sources (a chained role, SSO, a process, IMDS) refresh themselves here.
+            frozen = loaded.credentials.get_frozen_credentials()
+            if not frozen.access_key or not frozen.secret_key:
+                raise SourceError(f"source {spec.name}: no credentials", transient=False)
+        except Exception as error:
+            failure = error if isinstance(error, SourceError) else self._source_failure(spec, error)
+            with self._lock:
+                self._errors[spec] = failure.message
+            raise failure from None
+        with self._lock:
+            self._errors.pop(spec, None)
+            self._temporary[spec] = bool(frozen.token)
+        return SourceCredentials(
+            access_key_id=frozen.access_key,
+            secret_access_key=Secret(frozen.secret_key),
+            session_token=Secret(frozen.token) if frozen.token else None,
+            kind=loaded.kind,
+        )
+
+    def sts_client(self, source: SourceCredentials, region: str) -> Any:
+        """An STS client signing with `source`, with short timeouts and no botocore retries: the session
+        manager retries with its own backoff, and a caller waiting on a prompt must not wait for both."""
+        client_config = botocore.config.Config(
+            connect_timeout=self._config.sts_connect_timeout,
+            read_timeout=self._config.sts_read_timeout,
+            retries={"mode": "standard", "total_max_attempts": 1},
+        )
+        with self._client_lock:
+            if self._client_session is None:
+                self._client_session = botocore.session.Session()
+            return self._client_session.create_client(
+                "sts",
+                region_name=region,  # without one botocore would use the global endpoint
+                aws_access_key_id=source.access_key_id,
+                aws_secret_access_key=source.secret_access_key.reveal(),
+                aws_session_token=source.session_token.reveal() if source.session_token else None,
+                config=client_config,
+            )
+
+    def identify(self, spec: SourceSpec) -> str | None:
+        """The source's identity ARN (GetCallerIdentity), cached until the AWS files change.
+        Failures are recorded for status, never raised."""
+        fingerprint = self.fingerprint()
+        cached = self._identities.get(spec)
+        if cached is not None and cached[0] == fingerprint and cached[1] is not None:
+            return cached[1]
+        try:
+            source = self.credentials(spec)
+            reply = self.sts_client(source, self._config.region).get_caller_identity()
+            arn, error = str(reply["Arn"]), None
+        except SourceError as failure:
+            arn, error = None, failure.message
+        except Exception as failure:
+            arn, error = None, classify(failure, action=f"GetCallerIdentity for {spec.name}").message
+        with self._lock:
+            self._identities[spec] = (fingerprint, arn, error)
+        return arn
+
+    def statuses(self) -> list[SourceStatus]:
+        """What status shows per source used so far; never a secret."""
+        with self._lock:
+            specs = list(dict.fromkeys([*self._loaded, *self._errors]))
+            result = []
+            for spec in specs:
+                loaded = self._loaded.get(spec)
+                _, identity, identity_error = self._identities.get(spec, ((), None, None))
+                result.append(
+                    SourceStatus(
+                        name=spec.name,
+                        kind=loaded.kind if loaded else None,
+                        identity_arn=identity,
+                        error=self._errors.get(spec) or identity_error,
+                        temporary=self._temporary.get(spec),
+                    )
+                )
+            return result
+
+    def _load(self, spec: SourceSpec) -> _Loaded:
+        with self._lock:
+            load_lock = self._load_locks.setdefault(spec, threading.Lock())
+        # One load per source at a time: two sessions sharing a chained source assume it once.
+        with load_lock:
+            return self._load_locked(spec)
+
+    def _load_locked(self, spec: SourceSpec) -> _Loaded:
+        fingerprint = self.fingerprint()
+        with self._lock:
+            loaded = self._loaded.get(spec)
+            if loaded is not None and loaded.fingerprint == fingerprint:
+                return loaded
+        try:
+            loaded = self._resolve(spec, fingerprint)
+        except SourceError as error:
+            with self._lock:
+                self._loaded.pop(spec, None)
+                self._errors[spec] = error.message
+            raise
+        with self._lock:
+            if spec in self._loaded:
+                log.info("source %s reloaded: the AWS config or credentials file changed", spec.name)
+            self._loaded[spec] = loaded
+            self._errors.pop(spec, None)
+        return loaded
+
+    def _resolve(self, spec: SourceSpec, fingerprint: tuple[FileStamp, ...]) -> _Loaded:
+        try:
+            if spec.profile is not None:
+                credentials = self._resolve_profile(spec.profile)
+            else:
+                credentials = self._resolve_credential_source(str(spec.credential_source))
+        except SourceError:
+            raise
+        except Exception as error:
+            raise self._source_failure(spec, error) from None
+        if credentials is None:
+            # botocore answers None both for "not configured" and for an instance-metadata or container
+            # endpoint that did not answer; only the latter can come right on its own.
+            from_endpoint = spec.credential_source in ("Ec2InstanceMetadata", "EcsContainer")
+            raise SourceError(f"source {spec.name}: no credentials found", transient=from_endpoint)
+        kind = _KINDS.get(str(credentials.method), str(credentials.method))
+        return _Loaded(credentials, kind, fingerprint)
+
+    def _resolve_profile(self, name: str) -> botocore.credentials.Credentials | None:
+        session = botocore.session.Session(profile=name)
+        profile = session.full_config.get("profiles", {}).get(name)
+        if profile is None:
+            raise SourceError(
+                f"source profile {name!r} is not in your AWS config or credentials file", transient=False
+            )
+        resolver = botocore.credentials.create_credential_resolver(session)
+        for method in _NOT_FROM_PROFILE + (_NOT_WHEN_STATIC if has_static_keys(profile) else ()):
+            resolver.remove(method)
+        return resolver.load_credentials()
+
+    def _resolve_credential_source(self, source: str) -> botocore.credentials.Credentials | None:
+        method = CREDENTIAL_SOURCES.get(source)
+        if method is None:
+            expected = ", ".join(CREDENTIAL_SOURCES)
+            raise SourceError(f"credential_source {source!r}: expected one of {expected}", transient=False)
+        # A profile-less session: its resolver carries botocore's configured providers (IMDS endpoint and
+        # IMDSv2 settings, container URIs) exactly as an SDK on this machine would use them.
+        session = botocore.session.Session()
+        resolver = botocore.credentials.create_credential_resolver(session)
+        return resolver.get_provider(method).load()
+
+    def _source_failure(self, spec: SourceSpec, error: BaseException) -> SourceError:
+        name = type(error).__name__
+        if isinstance(error, boto_errors.ProfileNotFound):
+            return SourceError(f"source {spec.name}: profile not found: {one_line(error)}", transient=False)
+        if isinstance(
+            error, (boto_errors.ClientError, boto_errors.HTTPClientError, boto_errors.EndpointConnectionError)
+        ):
+            # A chained source (a role profile) failed its own AssumeRole.
+            failure = classify(error, action=f"source {spec.name}")
+            return SourceError(
+                failure.message, transient=failure.kind is FailureKind.TRANSIENT, kind=failure.kind
+            )
+        if isinstance(
+            error,
+            (
+                boto_errors.ConfigParseError,
+                boto_errors.PartialCredentialsError,
+                boto_errors.InvalidConfigError,
+                boto_errors.InfiniteLoopConfigError,
+                boto_errors.UnknownCredentialError,
+            ),
+        ):
+            return SourceError(f"source {spec.name}: {one_line(error)}", transient=False)
+        if isinstance(error, (boto_errors.BotoCoreError, OSError)):
+            # SSO token missing or expired, credential_process failed, IMDS/container unreachable: the user
+            # may fix these outside the watched files (aws sso login), so keep retrying with backoff.
+            return SourceError(f"source {spec.name}: {one_line(error)}", transient=True)
+        log.exception("unexpected error loading source %s", spec.name)
+        return SourceError(f"source {spec.name}: {name}; see the daemon log", transient=True)
