@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing costs milliseconds at import; the client path runs on shell transitions
+    from typing import Any
 
 VERSION = 1
 MAX_LINE_BYTES = 64 * 1024  # requests are tiny; anything larger is refused, not buffered

@@ -1,0 +1,377 @@
+"""The client commands `env`, `exec`, `credential-process`, `allow`, `deny` and `status`: ask the daemon,
+render its answer, one clear line on stderr when something is wrong. Standard library only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from stsd import paths, protocol
+from stsd.client.connection import DaemonUnavailable, request
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: start-up time
+if TYPE_CHECKING:
+    from typing import Any
+
+# How long a command waits for the daemon's answer once connected: longer than the daemon's own wait for
+# STS (18 s by default), so a slow STS ends in the daemon's clear `timeout` error, not in ours. A dead
+# daemon is still reported at once: connecting and autostart have their own short limits.
+REPLY_TIMEOUT_S = 20.0
+STATUS_TIMEOUT_S = 5.0  # status never calls STS
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3  # as LSB `status`: the daemon is not running
+EXIT_CANNOT_EXECUTE = 126
+EXIT_COMMAND_NOT_FOUND = 127
+
+CREDENTIAL_PROCESS_KEYS = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
+
+
+class CommandError(Exception):
+    """Ends a command with one line on stderr and an exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# -- commands ------------------------------------------------------------------------------------------
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """`stsd env [--json] [DIR]`: the variables DIR's project gets (null / `unset` = clear it)."""
+    try:
+        directory = _existing_directory(args.dir)
+        reply = _ask({"op": "env", "dir": directory})
+    except CommandError as error:
+        return _fail(error)
+    variables: Mapping[str, str | None] = reply.get("vars") or {}
+    if args.json:
+        print(json.dumps(variables))
+        return EXIT_OK
+    if reply.get("project") is None:
+        print(f"stsd: no .stsd.toml governs {directory}; nothing to set", file=sys.stderr)
+        return EXIT_OK
+    for name, value in variables.items():
+        print(f"unset {name}" if value is None else f"{name}={shlex.quote(value)}")
+    return EXIT_OK
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    """`stsd exec [--dir DIR] -- CMD...`: replace this process with CMD, run with the project's variables."""
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    try:
+        if not command:
+            raise CommandError("exec needs a command: stsd exec [--dir DIR] -- CMD...", EXIT_USAGE)
+        directory = _existing_directory(args.dir)
+        reply = _ask({"op": "env", "dir": directory})
+        if reply.get("project") is None:
+            raise CommandError(f"no .stsd.toml governs {directory}; nothing to run {command[0]} with")
+    except CommandError as error:
+        return _fail(error)
+    environment = dict(os.environ)
+    for name, value in (reply.get("vars") or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    sys.stdout.flush()
+    try:
+        os.execvpe(command[0], command, environment)
+    except FileNotFoundError:
+        return _fail(CommandError(f"{command[0]}: command not found", EXIT_COMMAND_NOT_FOUND))
+    except OSError as error:
+        return _fail(CommandError(f"{command[0]}: {error.strerror}", EXIT_CANNOT_EXECUTE))
+    return EXIT_ERROR  # not reached: execvpe only returns by raising
+
+
+def cmd_credential_process(args: argparse.Namespace) -> int:
+    """`stsd credential-process PROFILE-OR-DIR`: the JSON an AWS SDK's credential_process expects."""
+    target: str = args.target
+    try:
+        if _looks_like_directory(target):
+            message: dict[str, Any] = {"op": "credentials", "dir": _existing_directory(target)}
+        else:
+            message = {"op": "credentials", "profile": target}
+        reply = _ask(message)
+        credentials = reply.get("credentials")
+        if not isinstance(credentials, dict) or not all(
+            isinstance(credentials.get(key), str) for key in CREDENTIAL_PROCESS_KEYS
+        ):
+            raise CommandError(f"the daemon's reply holds no credentials; see its log: {paths.log_file()}")
+    except CommandError as error:
+        return _fail(error)
+    # Exactly these keys in this order, Version the number 1: what every SDK parses.
+    document = {"Version": 1, **{key: credentials[key] for key in CREDENTIAL_PROCESS_KEYS}}
+    print(json.dumps(document))
+    return EXIT_OK
+
+
+def cmd_allow(args: argparse.Namespace) -> int:
+    """`stsd allow [DIR]`: trust the governing .stsd.toml exactly as it is now (after checking it parses)."""
+    from stsd.project.projectfile import ProjectFileError, load_project_file
+    from stsd.project.trust import TrustStore, TrustStoreError
+
+    try:
+        path = _governing_project_file(args.dir)
+        try:
+            project = load_project_file(path)
+        except ProjectFileError as error:
+            raise CommandError(f"{error} (fix it, then run stsd allow again)") from None
+        try:
+            TrustStore(paths.trust_dir()).allow(project.path, project.content)
+        except TrustStoreError as error:
+            raise CommandError(str(error)) from None
+    except CommandError as error:
+        return _fail(error)
+    print(f"stsd: allowed {_one_line(str(project.path))}")
+    return EXIT_OK
+
+
+def cmd_deny(args: argparse.Namespace) -> int:
+    """`stsd deny [DIR]`: refuse the governing .stsd.toml, now and after any edit, until allowed."""
+    from stsd.project.trust import TrustStore, TrustStoreError
+
+    try:
+        path = _governing_project_file(args.dir)
+        try:
+            TrustStore(paths.trust_dir()).deny(path)
+        except TrustStoreError as error:
+            raise CommandError(str(error)) from None
+    except CommandError as error:
+        return _fail(error)
+    print(f"stsd: denied {_one_line(str(path))}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """`stsd status [--json]`: the daemon, its sources and sessions, and this directory's project."""
+    try:
+        directory = logical_path(".")
+    except CommandError as error:
+        return _fail(error)
+    try:
+        # Status reports; it never starts the daemon (that would hide that it was down).
+        reply = request({"op": "status", "dir": directory}, timeout=STATUS_TIMEOUT_S, autostart=False)
+    except DaemonUnavailable as error:
+        project = local_project_status(directory)
+        if args.json:
+            print(json.dumps({"daemon": None, "sources": [], "sessions": [], "project": project}))
+        else:
+            print(f"daemon    not running ({_one_line(str(error))})")
+            print(_render_project(project, directory))
+        return EXIT_NOT_RUNNING
+    if reply.get("ok") is not True:
+        return _fail(CommandError(_refusal_message(reply)))
+    if args.json:
+        print(json.dumps(reply))
+    else:
+        print(render_status(reply, directory))
+    return EXIT_OK
+
+
+# -- status rendering --------------------------------------------------------------------------------
+
+
+def local_project_status(directory: str) -> dict[str, Any] | None:
+    """The project governing `directory` and its trust, computed here (as the daemon's `status` would)."""
+    from stsd.project.projectfile import ProjectFileError, find_project_file, load_project_file
+    from stsd.project.trust import TrustStore
+
+    path = find_project_file(Path(directory))
+    if path is None:
+        return None
+    try:
+        project = load_project_file(path)
+    except ProjectFileError as error:
+        return {"path": str(path), "error": str(error)}
+    trust = TrustStore(paths.trust_dir()).state(project.path, project.content)
+    return {"path": str(project.path), "name": project.name, "trust": trust.value}
+
+
+def render_status(reply: Mapping[str, Any], directory: str) -> str:
+    """A readable summary of a `status` reply. Only named, non-secret fields are shown."""
+    lines = _render_daemon(reply.get("daemon") or {})
+    lines.append(_render_sources(reply.get("sources") or []))
+    lines.append(_render_sessions(reply.get("sessions") or []))
+    lines.append(_render_project(reply.get("project"), directory))
+    return "\n".join(lines)
+
+
+def _render_daemon(daemon: Mapping[str, Any]) -> list[str]:
+    facts = [f"pid {daemon.get('pid')}"]
+    if isinstance(daemon.get("uptime_s"), (int, float)):
+        facts.append(f"up {_duration(daemon['uptime_s'])}")
+    if isinstance(daemon.get("rss_bytes"), (int, float)):
+        facts.append(f"{daemon['rss_bytes'] / (1024 * 1024):.1f} MiB")
+    if daemon.get("mode"):
+        facts.append(str(daemon["mode"]))
+    if daemon.get("version"):
+        facts.append(f"stsd {daemon['version']}")
+    return [
+        _one_line(f"daemon    running, {', '.join(facts)}"),
+        _one_line(f"socket    {daemon.get('socket', paths.socket_path())}"),
+        _one_line(f"log       {daemon.get('log', '?')}"),
+    ]
+
+
+def _render_sources(sources: list[Mapping[str, Any]]) -> str:
+    if not sources:
+        return "sources   none yet"
+    lines = ["sources"]
+    for source in sources:
+        identity = source.get("identity_arn") or "identity unknown"
+        line = f"  {source.get('name', '?')}  ({source.get('kind', '?')})  {identity}"
+        if source.get("error"):
+            line += f"  error: {source['error']}"
+        lines.append(_one_line(line))
+    return "\n".join(lines)
+
+
+def _render_sessions(sessions: list[Mapping[str, Any]]) -> str:
+    if not sessions:
+        return "sessions  none"
+    lines = ["sessions"]
+    for session in sessions:
+        lines.append(_one_line(f"  {session.get('label') or session.get('role_arn') or '?'}"))
+        role = session.get("role_arn") or "?"
+        if session.get("account"):
+            role += f" (account {session['account']})"
+        lines.append(_one_line(f"    role        {role}"))
+        if session.get("assumed_role_arn"):
+            lines.append(_one_line(f"    identity    {session['assumed_role_arn']}"))
+        lines.append(_one_line(f"    expires     {_expiry(session)}"))
+        if isinstance(session.get("renews_in_s"), (int, float)):
+            lines.append(f"    renews      in {_duration(session['renews_in_s'])}")
+        if session.get("idle"):
+            lines.append("    idle        not renewed until used again")
+        if session.get("last_error"):
+            lines.append(_one_line(f"    last error  {session['last_error']}"))
+        if session.get("note"):
+            lines.append(_one_line(f"    note        {session['note']}"))
+    return "\n".join(lines)
+
+
+def _expiry(session: Mapping[str, Any]) -> str:
+    seconds = session.get("expires_in_s")
+    if not isinstance(seconds, (int, float)):
+        return "no credentials held"
+    when = f" ({session['expires_at']})" if session.get("expires_at") else ""
+    if seconds <= 0:
+        return f"expired {_duration(-seconds)} ago{when}"
+    return f"in {_duration(seconds)}{when}"
+
+
+def _render_project(project: Mapping[str, Any] | None, directory: str) -> str:
+    if project is None:
+        return _one_line(f"project   none (no .stsd.toml in {directory} or above)")
+    if project.get("error"):
+        return _one_line(f"project   {project.get('path')}: broken: {project['error']}")
+    trust = project.get("trust")
+    advice = {
+        "untrusted": f"; run: stsd allow {shlex.quote(str(Path(str(project.get('path'))).parent))}",
+        "denied": "; run stsd allow to undo",
+    }.get(str(trust), "")
+    return _one_line(f"project   {project.get('path')} ({project.get('name')}): {trust}{advice}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+# -- helpers --------------------------------------------------------------------------------------------
+
+
+def logical_path(given: str) -> str:
+    """`given` as an absolute path without resolving symlinks, relative to the shell's $PWD when that is
+    where we are (as `cd` sees it), so projects behind a symlinked directory are found as the user sees them."""
+    if os.path.isabs(given):
+        return os.path.normpath(given)
+    try:
+        base = os.getcwd()
+    except FileNotFoundError:
+        raise CommandError("the current directory no longer exists; cd to another one") from None
+    pwd = os.environ.get("PWD", "")
+    if pwd and os.path.isabs(pwd):
+        try:
+            if os.path.samefile(pwd, base):
+                base = pwd
+        except OSError:
+            pass
+    return os.path.normpath(os.path.join(base, given))
+
+
+def _existing_directory(given: str) -> str:
+    directory = logical_path(given)
+    if not os.path.isdir(directory):
+        raise CommandError(f"{given}: no such directory")
+    return directory
+
+
+def _looks_like_directory(target: str) -> bool:
+    # Profile names never contain "/"; a bare word is a profile unless a directory of that name is here.
+    return "/" in target or target in (".", "..") or os.path.isdir(target)
+
+
+def _governing_project_file(given: str) -> Path:
+    from stsd.project.projectfile import PROJECT_FILE_NAME, find_project_file
+
+    path = logical_path(given)
+    if os.path.basename(path) == PROJECT_FILE_NAME and not os.path.isdir(path):
+        if not os.path.lexists(path):
+            raise CommandError(f"{path}: no such file")
+        return Path(path)
+    if not os.path.isdir(path):
+        raise CommandError(f"{given}: no such directory")
+    found = find_project_file(Path(path))
+    if found is None:
+        raise CommandError(f"no {PROJECT_FILE_NAME} in {path} or any parent directory")
+    return found
+
+
+def _ask(message: dict[str, Any]) -> dict[str, Any]:
+    """The daemon's ok reply, or CommandError with its one-line refusal."""
+    try:
+        reply = request(message, timeout=REPLY_TIMEOUT_S)
+    except DaemonUnavailable as error:
+        raise CommandError(str(error)) from None
+    if reply.get("ok") is not True:
+        raise CommandError(_refusal_message(reply))
+    return reply
+
+
+def _refusal_message(reply: Mapping[str, Any]) -> str:
+    error = reply.get("error")
+    if not isinstance(error, dict):
+        return f"the daemon sent an unexpected reply; see its log: {paths.log_file()}"
+    if error.get("code") == protocol.UNSUPPORTED_VERSION:
+        return "the running daemon is another stsd version; restart it: stsd stop && stsd start"
+    return str(error.get("message") or error.get("code") or "the daemon refused the request")
+
+
+def _fail(error: CommandError) -> int:
+    print(f"stsd: {_one_line(str(error))}", file=sys.stderr)
+    return error.exit_code
+
+
+def _one_line(text: str) -> str:
+    # Paths and messages come from files and the daemon: never let them move the cursor or add lines.
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)

@@ -1,0 +1,347 @@
+"""Find a project's `.stsd.toml` and parse it strictly: every problem is one line naming file, line and
+key. Standard library only: the thin client and the daemon both use it."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+PROJECT_FILE_NAME = ".stsd.toml"
+MAX_FILE_BYTES = 64 * 1024  # a project file is a dozen lines; anything bigger is a mistake or an attack
+
+CREDENTIAL_SOURCES = ("Environment", "Ec2InstanceMetadata", "EcsContainer")
+MIN_DURATION_S = 900
+MAX_DURATION_S = 43200
+
+# Variables stsd sets or clears itself, or that would redirect where an SDK takes credentials from:
+# a project's [env] must not override them (they would mix another identity into the project's shell).
+MANAGED_VARIABLES = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_CREDENTIAL_EXPIRATION",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ACCOUNT_ID",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_ROLE_SESSION_NAME",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CREDENTIAL_PROCESS",
+    }
+)
+MANAGED_PREFIXES = ("AWS_CONTAINER_", "AWS_EC2_METADATA_", "AWS_SSO_")
+REGION_VARIABLES = frozenset({"AWS_REGION", "AWS_DEFAULT_REGION"})  # set from `region =`
+
+_ROLE_NAME = r"[\w+=,.@-]{1,64}"
+_ROLE_ARN = re.compile(rf"arn:aws(?:-[a-z]+)*:iam::\d{{12}}:role/(?:[\w+=,.@-]+/)*{_ROLE_NAME}", re.ASCII)
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+_MFA_SERIAL = re.compile(r"[\w+=/:,.@-]{9,256}", re.ASCII)
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}", re.ASCII)
+_PROFILE_NAME = re.compile(r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x20\x7f])?")
+_ENV_NAME = re.compile(r"AWS_[A-Z0-9_]+", re.ASCII)
+# key -> (pattern the whole value must match, what the error says is expected)
+_STRING_RULES = {
+    "profile": (_PROFILE_NAME, "expected a profile name of ~/.aws/config (printable, no spaces at the ends)"),
+    "source_profile": (_PROFILE_NAME, "expected a profile name of ~/.aws/config"),
+    "role_arn": (_ROLE_ARN, "expected arn:aws:iam::<12-digit account>:role/<name>"),
+    "role_session_name": (_SESSION_NAME, "expected 2-64 characters of letters, digits and +=,.@_-"),
+    "external_id": (_EXTERNAL_ID, "expected 2-1224 characters of letters, digits and +=,.@:/_-"),
+    "mfa_serial": (_MFA_SERIAL, "expected an MFA device ARN (arn:aws:iam::<account>:mfa/<name>) or serial"),
+    "region": (_REGION, 'expected an AWS region such as "us-east-1"'),
+}
+_TOML_POSITION = re.compile(
+    r"^(?P<message>.*?) \(at (?:line (?P<line>\d+), column (?P<column>\d+)|end of document)\)$"
+)
+_TABLE_HEADER = re.compile(r"^\s*\[\[?\s*(?P<name>[^\]]*?)\s*\]")
+
+
+@dataclass(frozen=True)
+class RoleSettings:
+    """The role keys of a project file, named as in ~/.aws/config; all optional here."""
+
+    profile: str | None = None
+    role_arn: str | None = None
+    source_profile: str | None = None
+    credential_source: str | None = None
+    external_id: str | None = None
+    role_session_name: str | None = None
+    duration_seconds: int | None = None
+    region: str | None = None
+    mfa_serial: str | None = None
+
+
+SETTING_KEYS = tuple(f.name for f in fields(RoleSettings))
+ALLOWED_KEYS = (*SETTING_KEYS, "env")
+
+
+@dataclass(frozen=True)
+class ProjectFile:
+    """One parsed, validated `.stsd.toml` and the exact bytes it was parsed from (trust hashes those)."""
+
+    path: Path  # absolute, not resolved through symlinks
+    content: bytes
+    settings: RoleSettings
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def name(self) -> str:
+        """A short name for prompts (STSD_PROFILE): the profile, else the role's name."""
+        if self.settings.profile:
+            return self.settings.profile
+        return (self.settings.role_arn or "").rsplit("/", 1)[-1]
+
+
+class ProjectFileError(Exception):
+    """A project file that cannot be used; str() is one line: "<file>:<line>: <key>: <what is expected>"."""
+
+    def __init__(self, path: Path, problem: str, *, line: int | None = None, key: str | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.key = key
+        self.problem = problem
+        location = f"{path}:{line}" if line is not None else f"{path}"
+        subject = f" {_printable(key)}:" if key is not None else ""
+        super().__init__(_one_line(f"{location}:{subject} {problem}"))
+
+
+def find_project_file(start: Path) -> Path | None:
+    """The nearest `.stsd.toml` in `start` or a parent, up to `/`. Symlinks in `start` are kept as given
+    (the logical path, like the shell's $PWD), so a project is found where the user thinks they are."""
+    directory = Path(os.path.abspath(start))
+    while True:
+        candidate = directory / PROJECT_FILE_NAME
+        # lexists: a FIFO, directory or dangling link named .stsd.toml still governs (and is refused on
+        # load), rather than silently letting a parent project apply.
+        if os.path.lexists(candidate):
+            return candidate
+        if directory.parent == directory:
+            return None
+        directory = directory.parent
+
+
+def load_project_file(path: Path) -> ProjectFile:
+    """Read and strictly validate a project file; raises ProjectFileError (one line)."""
+    path = Path(os.path.abspath(path))
+    content = _read_regular_file(path)
+    text = _decode(path, content)
+    document = _parse_toml(path, text)
+    locate = _KeyLocator(path, text)
+    settings = _role_settings(document, locate)
+    env = _env_extras(document.get("env", {}), locate)
+    return ProjectFile(path=path, content=content, settings=settings, env=MappingProxyType(env))
+
+
+def _read_regular_file(path: Path) -> bytes:
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses anything not a plain file.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        raise ProjectFileError(path, f"cannot be read: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ProjectFileError(path, "is a directory; expected a plain TOML file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ProjectFileError(
+                path, "is not a regular file (FIFO, socket or device); expected a plain TOML file"
+            )
+        if info.st_size > MAX_FILE_BYTES:
+            raise ProjectFileError(path, f"is {info.st_size} bytes; expected at most {MAX_FILE_BYTES}")
+        chunks = []
+        remaining = MAX_FILE_BYTES + 1  # the file may grow after fstat
+        while remaining > 0:
+            chunk = os.read(fd, remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    except OSError as error:
+        raise ProjectFileError(path, f"cannot be read: {error.strerror}") from None
+    finally:
+        os.close(fd)
+    content = b"".join(chunks)
+    if len(content) > MAX_FILE_BYTES:
+        raise ProjectFileError(path, f"is over {MAX_FILE_BYTES} bytes; expected at most {MAX_FILE_BYTES}")
+    return content
+
+
+def _decode(path: Path, content: bytes) -> str:
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = content[: error.start].count(b"\n") + 1
+        raise ProjectFileError(
+            path, f"not valid UTF-8 (byte 0x{content[error.start]:02x}); expected UTF-8 text", line=line
+        ) from None
+    return text.removeprefix("\ufeff")  # a BOM some editors add is not content
+
+
+def _parse_toml(path: Path, text: str) -> dict[str, Any]:
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:  # pragma: no cover - Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        match = _TOML_POSITION.match(message)
+        if match is None:
+            raise ProjectFileError(path, f"invalid TOML: {message}", line=1) from None
+        if match["line"] is None:
+            line, where = text.count("\n") + 1, "at end of file"
+        else:
+            line, where = int(match["line"]), f"at column {match['column']}"
+        raise ProjectFileError(path, f"invalid TOML: {match['message']} {where}", line=line) from None
+
+
+class _KeyLocator:
+    """Finds the line a key is written on, so errors point at it (tomllib keeps no positions)."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.split("\n")  # TOML newlines only; str.splitlines also splits on \x0c etc.
+
+    def error(self, key: str, problem: str, *, table: str | None = None) -> ProjectFileError:
+        shown = f"{table}.{key}" if table else key
+        return ProjectFileError(self.path, problem, line=self.line_of(key, table), key=shown)
+
+    def line_of(self, key: str, table: str | None = None) -> int:
+        """Best effort: the first line that assigns `key` (in `table`), else 1."""
+        name = _quoted_key(key)
+        assignment = re.compile(rf"^\s*{name}\s*[=.]")
+        if table is None:
+            header = re.compile(rf"^\s*\[\[?\s*{name}\s*[\].]")
+            outside = re.compile(r"(?!)")  # top-level keys are only written at the top level
+        else:
+            parent = _quoted_key(table)
+            header = re.compile(rf"^\s*\[\[?\s*{parent}\s*\.\s*{name}\s*[\].]")  # [env.KEY]
+            # env.KEY = ... or env = { ..., KEY = ... } written at the top level
+            outside = re.compile(rf"^\s*{parent}\s*\.\s*{name}\s*=|^\s*{parent}\s*=.*[{{,]\s*{name}\s*=")
+        current: str | None = None
+        for number, line in enumerate(self.lines, 1):
+            found = _TABLE_HEADER.match(line)
+            if found:
+                if header.match(line):
+                    return number
+                current = found["name"].strip("\"'")
+            elif (current == table and assignment.match(line)) or (current is None and outside.match(line)):
+                return number
+        return 1
+
+
+def _quoted_key(key: str) -> str:
+    escaped = re.escape(key)
+    return rf"(?:{escaped}|\"{escaped}\"|'{escaped}')"
+
+
+def _role_settings(document: Mapping[str, Any], locate: _KeyLocator) -> RoleSettings:
+    values: dict[str, Any] = {}
+    for key, value in document.items():
+        if key == "env":
+            if not isinstance(value, dict):
+                raise locate.error(key, 'expected a table of variables: [env] then AWS_NAME = "value" lines')
+            continue
+        if key not in SETTING_KEYS:
+            raise locate.error(key, f"unknown key; {_suggestion(key)}")
+        problem = _check_setting(key, value)
+        if problem:
+            raise locate.error(key, problem)
+        values[key] = value
+    settings = RoleSettings(**values)
+    if settings.source_profile is not None and settings.credential_source is not None:
+        raise locate.error(
+            "credential_source", "expected either source_profile or credential_source, not both"
+        )
+    if settings.profile is None and settings.role_arn is None:
+        raise locate.error(
+            "role_arn", 'expected role_arn = "arn:aws:iam::<account>:role/<name>" or profile = "<name>"'
+        )
+    if settings.profile is None and settings.source_profile is None and settings.credential_source is None:
+        raise locate.error(
+            "role_arn",
+            "expected source_profile (or credential_source) to say which credentials assume the role",
+        )
+    return settings
+
+
+def _check_setting(key: str, value: Any) -> str | None:
+    """What is wrong with one setting's value, or None."""
+    if key == "duration_seconds":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected a whole number of seconds ({MIN_DURATION_S}..{MAX_DURATION_S})"
+        if not MIN_DURATION_S <= value <= MAX_DURATION_S:
+            return f"expected {MIN_DURATION_S}..{MAX_DURATION_S} seconds (15 min to 12 h), got {value}"
+        return None
+    if not isinstance(value, str):
+        return f"expected a string, got {_toml_type(value)}"
+    if key == "credential_source":
+        if value not in CREDENTIAL_SOURCES:
+            return f"expected one of {', '.join(CREDENTIAL_SOURCES)}"
+        return None
+    pattern, expected = _STRING_RULES[key]
+    if not pattern.fullmatch(value):
+        return expected
+    return None
+
+
+def _env_extras(table: Mapping[str, Any], locate: _KeyLocator) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name, value in table.items():
+        if not _ENV_NAME.fullmatch(name):
+            problem = "expected an AWS_* variable name (capitals, digits, _); stsd sets only AWS variables"
+            raise locate.error(name, problem, table="env")
+        if name in REGION_VARIABLES:
+            raise locate.error(name, 'set by stsd from region; expected region = "..." instead', table="env")
+        if name in MANAGED_VARIABLES or name.startswith(MANAGED_PREFIXES):
+            raise locate.error(name, "managed by stsd (credentials or their source); remove it", table="env")
+        if not isinstance(value, str):
+            raise locate.error(name, f"expected a string, got {_toml_type(value)}", table="env")
+        if "\x00" in value:
+            raise locate.error(name, "expected a string without NUL characters", table="env")
+        env[name] = value
+    return env
+
+
+def _suggestion(key: str) -> str:
+    import difflib  # only on this error path: keeps the client's start-up light
+
+    close = difflib.get_close_matches(key.lower().replace("-", "_"), ALLOWED_KEYS, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]}?"
+    return f"expected one of {', '.join(ALLOWED_KEYS)}"
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    return "a date/time"
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() and " " not in text and text else repr(text)
+
+
+def _one_line(text: str) -> str:
+    # Error lines reach terminals and logs: never let a file's content break them into several lines.
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
