@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     install = commands.add_parser("install-service", help="install the systemd user units")
     install.add_argument("--uninstall", action="store_true", help="remove the units instead")
+    install.add_argument(
+        "--sandbox", action="store_true", help="also install the namespace sandbox drop-in (docs/systemd.md)"
+    )
 
     demo = commands.add_parser("demo", help="try stsd against an embedded local STS (needs stsd[demo])")
     demo.add_argument("--script", action="store_true", help="run the guided steps non-interactively")

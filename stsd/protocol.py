@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # typing costs milliseconds at import; the client path runs on shell transitions
+TYPE_CHECKING = False  # the typing module costs milliseconds; annotations are strings here
+
+if TYPE_CHECKING:
     from typing import Any
 
 VERSION = 1
