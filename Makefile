@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[demo,test]'
+	$(VENV)/bin/pip install -q -e '.[demo,test]' --config-settings editable_mode=compat  # a plain .pth: no import-hook cost per client start
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(ARGS)
 
 bench: $(STAMP)
-	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(VENV)/bin/pip install -q -e '.[bench]' --config-settings editable_mode=compat
 	$(VENV)/bin/python benchmarks/run.py $(ARGS)
 
 lint: $(STAMP)
