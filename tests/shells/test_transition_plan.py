@@ -1,0 +1,116 @@
+"""The transition decision on its own (no shell, no daemon): the cases a live setup cannot stage cheaply.
+`now` is passed in: the decision reads no clock of its own."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stsd import paths
+from stsd.client import transition
+from stsd.client.transition import STATE_VARIABLE, LoadedState, NoProject, Project, Refused, Unreachable, plan
+
+FILE = "/home/alice/project/.stsd.toml"
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "ASIANEW", "AWS_PROFILE": None, "STSD_PROFILE": "alice-sts"}
+
+
+def loaded_environment(expiration: str) -> dict[str, str]:
+    state = LoadedState(
+        42,
+        FILE,
+        "alice-sts",
+        expiration,
+        {"AWS_ACCESS_KEY_ID": None, "AWS_PROFILE": "work", "STSD_PROFILE": None},
+    )
+    return {"AWS_ACCESS_KEY_ID": "ASIAOLD", "STSD_PROFILE": "alice-sts", STATE_VARIABLE: state.encode()}
+
+
+def test_daemon_down_in_same_project_keeps_unexpired_credentials_and_asks_again_soon():
+    transition = plan(
+        loaded_environment("2027-01-15T09:00:00Z"), Unreachable("down"), hook_file=FILE, shell_pid=42, now=NOW
+    )
+
+    assert transition.changes == {}
+    assert transition.refresh_at > NOW
+    assert transition.notice.cause == "unreachable"
+
+
+def test_daemon_down_with_expired_credentials_unloads():
+    transition = plan(
+        loaded_environment("2027-01-15T07:59:59Z"), Unreachable("down"), hook_file=FILE, shell_pid=42, now=NOW
+    )
+
+    assert transition.changes == {
+        "AWS_ACCESS_KEY_ID": None,
+        "AWS_PROFILE": "work",
+        "STSD_PROFILE": None,
+        STATE_VARIABLE: None,
+    }
+
+
+def test_renewal_in_same_project_keeps_pre_entry_values():
+    answer = Project(FILE, "alice-sts", CREDENTIALS, "2027-01-15T09:00:00Z", int(NOW) + 600)
+    transition = plan(
+        loaded_environment("2027-01-15T08:30:00Z"), answer, hook_file=FILE, shell_pid=42, now=NOW
+    )
+
+    assert transition.changes["AWS_ACCESS_KEY_ID"] == "ASIANEW"
+    assert transition.state.saved["AWS_PROFILE"] == "work"
+    assert transition.info is None  # a renewal is not news
+
+
+def test_refusal_unloads_and_waits_for_the_user_not_the_clock():
+    answer = Refused(FILE, "untrusted", "new or changed")
+    transition = plan(
+        loaded_environment("2027-01-15T09:00:00Z"), answer, hook_file=FILE, shell_pid=42, now=NOW
+    )
+
+    assert transition.state is None
+    assert transition.changes["AWS_PROFILE"] == "work"
+    assert transition.refresh_at == 0
+    assert "stsd allow /home/alice/project" in transition.notice.line
+
+
+def test_unreadable_state_restores_nothing():
+    environment = {"AWS_ACCESS_KEY_ID": "AKIAMINE", STATE_VARIABLE: "not base64 json"}
+    transition = plan(environment, NoProject(), hook_file="", shell_pid=42, now=NOW)
+
+    assert transition.changes == {STATE_VARIABLE: None}
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"HOME": "/home/alice"},
+        {"HOME": "/home/alice", "XDG_RUNTIME_DIR": "/run/user/1000", "XDG_DATA_HOME": "/data"},
+        {
+            "HOME": "/home/alice",
+            "XDG_RUNTIME_DIR": "relative",
+            "XDG_DATA_HOME": "relative",
+            "STSD_SOCKET": "/s.sock",
+        },
+    ],
+)
+def test_quick_path_finds_the_same_socket_trust_and_runtime_as_stsd_paths(monkeypatch, environment):
+    for name in ("XDG_RUNTIME_DIR", "XDG_DATA_HOME", "STSD_SOCKET"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    assert transition.socket_path() == str(paths.socket_path())
+    assert transition.runtime_dir() == str(paths.runtime_dir())
+    assert transition.trust_dir() == str(paths.trust_dir())
+
+
+@pytest.mark.parametrize(
+    "text", ['{"a":[1,2.5,null,true,false],"b":{"c":"\\u00e9\\ud83e\\udd8a\\n"}}', '"x"', "[]"]
+)
+def test_quick_json_agrees_with_json_module(text):
+    assert transition.json_loads(text) == json.loads(text)
+    value = json.loads(text)
+    assert (
+        json.loads(transition.json_dumps(value) if not isinstance(value, list) else json.dumps(value))
+        == value
+    )
