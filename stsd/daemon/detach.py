@@ -1,0 +1,360 @@
+"""`stsd start` / `stsd stop`: the daemon in the background without systemd. A pid file, locked by the
+daemon for its whole life, says who runs; psutil tells a stale pid file from a live daemon."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from stsd import paths, protocol
+
+START_WAIT_S = 10.0  # the daemon imports botocore before it listens; a cold start can take seconds
+KILL_WAIT_S = 3.0
+LOG_TAIL_LINES = 10
+SYSTEMD_STOP = "systemctl --user stop stsd.socket stsd.service"
+
+
+# --- start -------------------------------------------------------------------------------------------
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """Start the daemon unless one already answers. Idempotent: "already running" is success (exit 0),
+    because the client's autostart runs `stsd start` whenever it finds no daemon."""
+    socket_path = paths.socket_path()
+    running = probe_daemon(socket_path)
+    if running is not None:
+        print(f"stsd: already running (pid {running})")
+        return 0
+    try:
+        paths.ensure_private_dir(paths.runtime_dir())
+        log_path = _prepare_log_file()
+    except (paths.UnsafeDirectoryError, OSError) as error:
+        print(f"stsd: {error}", file=sys.stderr)
+        return 1
+    pid_path = paths.pid_file()
+    lock = PidFileLock.acquire(pid_path)
+    if lock is None:
+        # Another `stsd start` (or a daemon) holds the lock: wait for it to answer rather than race it.
+        return _wait_for_other_start(socket_path, pid_path)
+    stale = lock.recorded_pid()
+    if stale is not None and not is_stsd_process(stale):
+        print(f"stsd: replacing stale pid file {pid_path} (pid {stale} is not running stsd)", file=sys.stderr)
+    log_offset = log_path.stat().st_size
+    sys.stdout.flush()  # or the child would write our buffered output a second time
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:
+        _become_daemon(lock, log_path, args.log_level)  # never returns
+    lock.close()  # the daemon holds its own copy of the locked file; ours must not keep the lock alive
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(child, 0)  # the first fork exits at once (python-daemon forks again)
+    return _wait_until_serving(socket_path, pid_path, log_path, log_offset)
+
+
+def _prepare_log_file() -> Path:
+    log_path = paths.log_file()
+    log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.close(descriptor)
+    os.chmod(log_path, 0o600)  # an older file may have been created with looser rights
+    return log_path
+
+
+def _become_daemon(lock: PidFileLock, log_path: Path, log_level: str) -> None:
+    """In the forked child: detach with python-daemon, record our pid, serve, and exit."""
+    code = 1
+    try:
+        import daemon
+
+        log_file = log_path.open("a")
+        context = daemon.DaemonContext(
+            umask=0o077,
+            working_directory="/",
+            detach_process=True,
+            stdout=log_file,
+            stderr=log_file,
+            files_preserve=[lock.fileno(), log_file.fileno()],
+            signal_map={},  # the asyncio loop installs its own SIGTERM/SIGINT handling
+        )
+        context.open()
+        lock.record_pid(os.getpid())
+        from stsd.daemon.run import serve
+
+        code = serve(log_level=log_level, detached_log=log_path)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException as error:  # last resort in a detached process: say why in the log
+        print(f"stsd: the daemon failed: {error!r}", file=sys.stderr)
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+            sys.stdout.flush()
+        with contextlib.suppress(Exception):
+            lock.release()
+        os._exit(code)
+
+
+def _wait_until_serving(socket_path: Path, pid_path: Path, log_path: Path, log_offset: int) -> int:
+    deadline = time.monotonic() + START_WAIT_S
+    while time.monotonic() < deadline:
+        pid = probe_daemon(socket_path)
+        if pid is not None:
+            print(f"stsd: started (pid {pid}), logs: {log_path}")
+            return 0
+        if not PidFileLock.is_held(pid_path):
+            print("stsd: the daemon exited during start-up:", file=sys.stderr)
+            _print_log_tail(log_path, log_offset)
+            return 1
+        time.sleep(0.05)
+    print(
+        f"stsd: the daemon did not answer on {socket_path} within {START_WAIT_S:.0f} s; see {log_path}",
+        file=sys.stderr,
+    )
+    _print_log_tail(log_path, log_offset)
+    return 1
+
+
+def _wait_for_other_start(socket_path: Path, pid_path: Path) -> int:
+    deadline = time.monotonic() + START_WAIT_S
+    while time.monotonic() < deadline:
+        pid = probe_daemon(socket_path)
+        if pid is not None:
+            print(f"stsd: already running (pid {pid})")
+            return 0
+        if not PidFileLock.is_held(pid_path):
+            break
+        time.sleep(0.05)
+    holder = read_pid(pid_path)
+    print(
+        f"stsd: another stsd (pid {holder}) holds {pid_path} but does not answer on {socket_path}; run: stsd stop",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _print_log_tail(log_path: Path, offset: int) -> None:
+    try:
+        with log_path.open("rb") as log_file:
+            log_file.seek(offset)
+            lines = log_file.read().decode(errors="replace").splitlines()
+    except OSError:
+        return
+    for line in lines[-LOG_TAIL_LINES:]:
+        print(f"  {line}", file=sys.stderr)
+
+
+# --- stop --------------------------------------------------------------------------------------------
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """SIGTERM the daemon, wait up to --timeout, then SIGKILL; "not running" is success."""
+    socket_path = paths.socket_path()
+    pid_path = paths.pid_file()
+    try:
+        pid = _running_pid(pid_path, socket_path)
+    except SystemdManaged:
+        print(f"stsd: the daemon is run by systemd; run: {SYSTEMD_STOP}", file=sys.stderr)
+        return 1
+    if pid is None:
+        _remove_stale_files(pid_path, socket_path)
+        print("stsd: not running")
+        return 0
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if _wait_for_exit(pid, args.timeout):
+        message = f"stsd: stopped (pid {pid})"
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if not _wait_for_exit(pid, KILL_WAIT_S):
+            print(f"stsd: pid {pid} survived SIGKILL; check it with: ps -p {pid}", file=sys.stderr)
+            return 1
+        message = f"stsd: the daemon (pid {pid}) did not stop within {args.timeout:g} s; killed it (SIGKILL)"
+    _remove_stale_files(pid_path, socket_path)
+    print(message)
+    return 0
+
+
+def _running_pid(pid_path: Path, socket_path: Path) -> int | None:
+    """The live daemon's pid: from a pid file its owner still holds locked, else from the daemon itself.
+    Raises SystemdManaged for a daemon that systemd would only start again."""
+    recorded = read_pid(pid_path)
+    if recorded is not None and PidFileLock.is_held(pid_path) and is_stsd_process(recorded):
+        return recorded
+    status = _ask_daemon(socket_path, {"op": "status"}, timeout=3.0)
+    if status is None:
+        return probe_daemon(socket_path)
+    daemon = status.get("daemon") or {}
+    if daemon.get("mode") == "systemd":
+        raise SystemdManaged()
+    pid = daemon.get("pid")
+    return pid if isinstance(pid, int) else None
+
+
+class SystemdManaged(Exception):
+    """The daemon runs under systemd: stopping it by signal would be undone by a restart or activation."""
+
+
+def _wait_for_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if not _is_alive(pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        # A detached daemon is not our child: when no init reaps it, it lingers as a zombie after exit.
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _remove_stale_files(pid_path: Path, socket_path: Path) -> None:
+    if pid_path.exists() and not PidFileLock.is_held(pid_path):
+        with contextlib.suppress(FileNotFoundError):
+            pid_path.unlink()
+    if socket_path.is_socket() and not _answers(socket_path):
+        with contextlib.suppress(FileNotFoundError):
+            socket_path.unlink()
+
+
+# --- shared ------------------------------------------------------------------------------------------
+
+
+def is_stsd_process(pid: int) -> bool:
+    """True when `pid` runs stsd (its command line names it): a recycled pid belongs to someone else."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return any("stsd" in part for part in process.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def read_pid(pid_path: Path) -> int | None:
+    try:
+        text = pid_path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def probe_daemon(socket_path: Path, timeout: float = 1.0) -> int | None:
+    """The pid a daemon on `socket_path` reports to a ping, or None when none answers."""
+    reply = _ask_daemon(socket_path, {"op": "ping"}, timeout)
+    if reply is not None and isinstance(reply.get("pid"), int):
+        return int(reply["pid"])
+    return None
+
+
+def _ask_daemon(socket_path: Path, message: dict[str, Any], timeout: float = 1.0) -> dict[str, Any] | None:
+    """A successful reply to one request, or None when no daemon answers it. The daemon's own modules
+    stay out of this: `start` and `stop` must work whatever state the daemon is in."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(socket_path))
+            sock.sendall(protocol.encode({"v": protocol.VERSION, **message}))
+            line = sock.makefile("rb").readline(4 * protocol.MAX_LINE_BYTES)
+    except OSError:
+        return None
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        return None
+    return reply if isinstance(reply, dict) and reply.get("ok") else None
+
+
+def _answers(socket_path: Path) -> bool:
+    """Whether anything accepts connections on the socket (a daemon still starting, perhaps)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.connect(str(socket_path))
+        except OSError:
+            return False
+    return True
+
+
+class PidFileLock:
+    """The pid file, opened and exclusively locked (flock). The kernel drops the lock when the last
+    holder exits, however it exits, so a lock nobody holds always means the pid inside is stale."""
+
+    def __init__(self, path: Path, descriptor: int) -> None:
+        self.path = path
+        self._descriptor = descriptor
+
+    @classmethod
+    def acquire(cls, path: Path) -> PidFileLock | None:
+        """The lock, or None when a live process holds it."""
+        while True:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                os.close(descriptor)
+                if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                    return None
+                raise
+            # A daemon that exited may have unlinked the file between our open and our lock; then we
+            # would hold a lock on a file nobody else can find. Start over on the current one.
+            try:
+                same_file = os.stat(path).st_ino == os.fstat(descriptor).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if same_file:
+                return cls(path, descriptor)
+            os.close(descriptor)
+
+    @staticmethod
+    def is_held(path: Path) -> bool:
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(descriptor)
+        return False
+
+    def fileno(self) -> int:
+        return self._descriptor
+
+    def recorded_pid(self) -> int | None:
+        os.lseek(self._descriptor, 0, os.SEEK_SET)
+        text = os.read(self._descriptor, 32).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else None
+
+    def record_pid(self, pid: int) -> None:
+        os.ftruncate(self._descriptor, 0)
+        os.pwrite(self._descriptor, f"{pid}\n".encode(), 0)
+        os.fsync(self._descriptor)
+
+    def close(self) -> None:
+        os.close(self._descriptor)
+
+    def release(self) -> None:
+        """Remove the pid file, then drop the lock (in that order, so no one locks a file being removed)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.close()

@@ -1,0 +1,387 @@
+"""Service: the daemon's answer to each protocol request (docs/protocol.md): validates it, reads the
+project file and its trust, resolves the role request and hands out the session's temporary credentials."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from stsd import __version__, protocol
+from stsd.daemon.clock import Clock
+from stsd.daemon.config import DaemonConfig
+from stsd.daemon.requests import RequestError, RoleRequest, resolve_profile, resolve_request
+from stsd.daemon.sessions import RoleSession, SessionError, SessionManager
+from stsd.daemon.sources import SourceRegistry, aws_profiles
+from stsd.project.projectfile import (
+    PROJECT_FILE_NAME,
+    ProjectFile,
+    ProjectFileError,
+    find_project_file,
+    load_project_file,
+)
+from stsd.project.trust import TrustState, TrustStore
+
+log = logging.getLogger("stsd.service")
+
+MAX_ID_CHARS = 128
+MAX_PATH_CHARS = 4096
+MAX_PROFILE_CHARS = 128
+# Consumers (botocore) fetch again on every call once less than this is left (AWS-FACTS.md).
+CONSUMER_REFRESH_WINDOW = timedelta(minutes=15)
+# Ask again just after the daemon's planned renewal, so the client picks up the renewed credentials.
+AFTER_RENEWAL = timedelta(seconds=5)
+# When renewals fail and the credentials are already inside the window, ask at most this often.
+MIN_REFRESH_DELAY = timedelta(seconds=30)
+# Unset while a project's keys are exported: each would otherwise beat or shadow them in some SDK.
+CLEARED_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN")
+
+
+Operation = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class RequestRefused(Exception):
+    """A request that gets an error reply; `fields` go into the error object (e.g. `project`)."""
+
+    def __init__(self, code: str, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields = fields
+
+
+@dataclass(frozen=True)
+class ProjectTarget:
+    """A trusted, valid project file and the role request it describes."""
+
+    project: ProjectFile
+    request: RoleRequest
+    region: str | None  # only when the project or its profile names one
+
+
+class Service:
+    def __init__(
+        self,
+        *,
+        sessions: SessionManager,
+        sources: SourceRegistry,
+        trust_store: TrustStore,
+        config: DaemonConfig,
+        clock: Clock,
+        started_at: float,
+        mode: str,
+        socket_path: Path,
+        log_location: str,
+    ) -> None:
+        self._sessions = sessions
+        self._sources = sources
+        self._trust = trust_store
+        self._config = config
+        self._clock = clock
+        self._started_at = started_at
+        self._mode = mode
+        self._socket_path = socket_path
+        self._log_location = log_location
+        self._process = psutil.Process()
+        self._operations: dict[str, Operation] = {
+            "ping": self._ping,
+            "env": self._env,
+            "credentials": self._credentials,
+            "status": self._status,
+            "renew": self._renew,
+        }
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One reply for one decoded request; never raises for bad input (the server catches bugs)."""
+        request_id = request.get("id")
+        valid_id = request_id is None or (
+            isinstance(request_id, (str, int))
+            and not isinstance(request_id, bool)
+            and len(str(request_id)) <= MAX_ID_CHARS
+        )
+        try:
+            if not valid_id:
+                raise RequestRefused(
+                    protocol.BAD_REQUEST,
+                    f"id: expected a string or number of at most {MAX_ID_CHARS} characters",
+                )
+            operation = self._operation(request)
+            reply = await operation(request)
+        except RequestRefused as refused:
+            reply = protocol.error(refused.code, refused.message, **refused.fields)
+        if valid_id and request_id is not None:
+            reply["id"] = request_id
+        if log.isEnabledFor(logging.DEBUG):
+            outcome = "ok" if reply["ok"] else reply["error"]["code"]
+            target = request.get("dir") or request.get("profile") or ""
+            log.debug("%.40r %.300r -> %s", request.get("op"), target, outcome)  # repr: no forged log lines
+        return reply
+
+    def _operation(self, request: Mapping[str, Any]) -> Operation:
+        version = request.get("v")
+        if "v" not in request:
+            raise RequestRefused(protocol.BAD_REQUEST, f'v: missing; expected "v": {protocol.VERSION}')
+        if isinstance(version, bool) or version != protocol.VERSION:
+            raise RequestRefused(
+                protocol.UNSUPPORTED_VERSION,
+                f"protocol version {version!r} is not supported (this daemon speaks {protocol.VERSION}); "
+                "upgrade stsd",
+            )
+        op = request.get("op")
+        if not isinstance(op, str):
+            raise RequestRefused(protocol.BAD_REQUEST, f"op: expected one of {', '.join(protocol.OPS)}")
+        operation = self._operations.get(op)
+        if operation is None:
+            shown = op if len(op) <= 40 else op[:40] + "..."
+            raise RequestRefused(
+                protocol.UNKNOWN_OP, f"unknown op {shown!r}; expected one of {', '.join(protocol.OPS)}"
+            )
+        return operation
+
+    # -- operations ----------------------------------------------------------------------------------
+
+    async def _ping(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return protocol.ok(pid=os.getpid(), version=__version__, protocol=protocol.VERSION)
+
+    async def _env(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        directory = _directory_field(request)
+        target = self._project_target(directory)
+        if target is None:
+            return protocol.ok(project=None, vars={}, expiration=None, refresh_at=None)
+        session = await self._session(target.request)
+        return self._env_reply(target, session)
+
+    async def _credentials(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        role_request = self._credentials_target(request)
+        session = await self._session(role_request)
+        return protocol.ok(credentials=_credential_process_json(session))
+
+    async def _renew(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        if "dir" in request and "profile" not in request:
+            directory = _directory_field(request)
+            target = self._project_target(directory)
+            if target is None:
+                raise RequestRefused(protocol.INVALID_PROJECT, f"no {PROJECT_FILE_NAME} governs {directory}")
+            session = await self._session(target.request, renew=True)
+            return self._env_reply(target, session)
+        role_request = self._credentials_target(request)
+        session = await self._session(role_request, renew=True)
+        return protocol.ok(credentials=_credential_process_json(session))
+
+    async def _status(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        directory = _directory_field(request) if request.get("dir") is not None else None
+        now = self._clock.wall()
+        return protocol.ok(
+            daemon=self._daemon_status(),
+            sources=[
+                {"name": s.name, "kind": s.kind, "identity_arn": s.identity_arn, "error": s.error}
+                for s in self._sources.statuses()
+            ],
+            sessions=[_session_status(session, now) for session in self._sessions.sessions()],
+            project=self._project_status(directory) if directory is not None else None,
+        )
+
+    # -- parts ---------------------------------------------------------------------------------------
+
+    def _credentials_target(self, request: Mapping[str, Any]) -> RoleRequest:
+        has_profile, has_dir = "profile" in request, "dir" in request
+        if has_profile == has_dir:
+            raise RequestRefused(protocol.BAD_REQUEST, "expected exactly one of profile or dir")
+        if has_dir:
+            directory = _directory_field(request)
+            target = self._project_target(directory)
+            if target is None:
+                raise RequestRefused(
+                    protocol.INVALID_PROJECT, f"no {PROJECT_FILE_NAME} governs {directory}; nothing to assume"
+                )
+            return target.request
+        profile = request.get("profile")
+        if (
+            not isinstance(profile, str)
+            or not 0 < len(profile) <= MAX_PROFILE_CHARS
+            or not profile.isprintable()
+        ):
+            raise RequestRefused(
+                protocol.BAD_REQUEST, f"profile: expected a profile name of 1-{MAX_PROFILE_CHARS} characters"
+            )
+        try:
+            return resolve_profile(profile, config=self._config)
+        except RequestError as error:
+            raise RequestRefused(error.code, error.message) from None
+
+    def _project_target(self, directory: Path) -> ProjectTarget | None:
+        """The project governing `directory`, checked for validity and trust on every request: files are
+        tiny, and caching trust would let an edit slip past `stsd allow`."""
+        path = find_project_file(directory)
+        if path is None:
+            return None
+        where = {"project": str(path)}
+        try:
+            project = load_project_file(path)
+        except ProjectFileError as error:
+            if self._trust.state(path, b"") is TrustState.DENIED:
+                raise _denied(path) from None
+            raise RequestRefused(protocol.INVALID_PROJECT, str(error), **where) from None
+        trust = self._trust.state(project.path, project.content)
+        if trust is TrustState.DENIED:
+            raise _denied(project.path)
+        if trust is not TrustState.ALLOWED:
+            raise RequestRefused(
+                protocol.UNTRUSTED,
+                f"{project.path} is new or changed and not trusted; review it, then run: "
+                f"stsd allow {shlex.quote(str(project.path.parent))}",
+                **where,
+            )
+        try:
+            role_request = resolve_request(project.settings, label=str(project.path), config=self._config)
+        except RequestError as error:
+            raise RequestRefused(error.code, error.message, **where) from None
+        return ProjectTarget(project, role_request, _named_region(project))
+
+    async def _session(self, request: RoleRequest, *, renew: bool = False) -> RoleSession:
+        try:
+            if renew:
+                session = await self._sessions.renew(request)
+            else:
+                session = await self._sessions.credentials(request)
+        except SessionError as error:
+            raise RequestRefused(error.code, error.message) from None
+        if session.credentials is None:
+            raise RequestRefused(
+                protocol.STS_UNAVAILABLE, session.last_error or "no credentials held; retry later"
+            )
+        return session
+
+    def _env_reply(self, target: ProjectTarget, session: RoleSession) -> dict[str, Any]:
+        credentials = session.credentials
+        assert credentials is not None  # _session() refuses sessions without credentials
+        # Extras first, so no [env] entry can replace the credentials or the region.
+        variables: dict[str, str | None] = dict(target.project.env)
+        variables.update(
+            AWS_ACCESS_KEY_ID=credentials.access_key_id,
+            AWS_SECRET_ACCESS_KEY=credentials.secret_access_key.reveal(),
+            AWS_SESSION_TOKEN=credentials.session_token.reveal(),
+            AWS_CREDENTIAL_EXPIRATION=_utc_text(credentials.expiration),
+        )
+        if target.region is not None:
+            variables.update(AWS_REGION=target.region, AWS_DEFAULT_REGION=target.region)
+        variables["STSD_PROFILE"] = target.project.name
+        for name in CLEARED_VARIABLES:
+            variables[name] = None
+        return protocol.ok(
+            project={"path": str(target.project.path), "name": target.project.name},
+            vars=variables,
+            expiration=_utc_text(credentials.expiration),
+            refresh_at=self._refresh_at(session),
+        )
+
+    def _refresh_at(self, session: RoleSession) -> int:
+        credentials = session.credentials
+        assert credentials is not None
+        expires = min(filter(None, (session.expires_at, credentials.expiration)))
+        latest = expires - CONSUMER_REFRESH_WINDOW
+        planned = session.renew_at + AFTER_RENEWAL if session.renew_at is not None else latest
+        earliest = self._clock.wall() + MIN_REFRESH_DELAY
+        return int(max(earliest, min(planned, latest)).timestamp())
+
+    def _daemon_status(self) -> dict[str, Any]:
+        # psutil of this process only: the daemon is not dumpable, so other processes cannot read it.
+        with self._process.oneshot():
+            rss = self._process.memory_info().rss
+            cpu = self._process.cpu_times()
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "started_at": int(self._started_at),
+            "uptime_s": int(time.time() - self._started_at),
+            "rss_bytes": rss,
+            "cpu_s": round(cpu.user + cpu.system, 2),
+            "socket": str(self._socket_path),
+            "mode": self._mode,
+            "log": self._log_location,
+        }
+
+    def _project_status(self, directory: Path) -> dict[str, Any] | None:
+        path = find_project_file(directory)
+        if path is None:
+            return None
+        try:
+            project = load_project_file(path)
+        except ProjectFileError as error:
+            return {"path": str(path), "error": str(error)}
+        trust = self._trust.state(project.path, project.content)
+        return {"path": str(project.path), "name": project.name, "trust": trust.value}
+
+
+def _directory_field(request: Mapping[str, Any]) -> Path:
+    value = request.get("dir")
+    if (
+        not isinstance(value, str)
+        or not value.startswith("/")
+        or len(value) > MAX_PATH_CHARS
+        or "\0" in value
+    ):
+        raise RequestRefused(
+            protocol.BAD_REQUEST, f"dir: expected an absolute path of at most {MAX_PATH_CHARS} characters"
+        )
+    return Path(value)
+
+
+def _denied(path: Path) -> RequestRefused:
+    return RequestRefused(
+        protocol.DENIED,
+        f"{path} is denied; to trust it after all run: stsd allow {shlex.quote(str(path.parent))}",
+        project=str(path),
+    )
+
+
+def _named_region(project: ProjectFile) -> str | None:
+    """The region the project or its profile names; None leaves the shell's own region alone."""
+    if project.settings.region:
+        return project.settings.region
+    if project.settings.profile:
+        region = aws_profiles().get(project.settings.profile, {}).get("region")
+        return str(region) if region else None
+    return None
+
+
+def _credential_process_json(session: RoleSession) -> dict[str, Any]:
+    credentials = session.credentials
+    assert credentials is not None
+    return {
+        "Version": 1,
+        "AccessKeyId": credentials.access_key_id,
+        "SecretAccessKey": credentials.secret_access_key.reveal(),
+        "SessionToken": credentials.session_token.reveal(),
+        "Expiration": _utc_text(credentials.expiration),
+    }
+
+
+def _session_status(session: RoleSession, now: datetime) -> dict[str, Any]:
+    expires = session.expires_at or (session.credentials.expiration if session.credentials else None)
+    return {
+        "label": session.label,
+        "role_arn": session.role_arn,
+        "account": session.account,
+        "assumed_role_arn": session.assumed_role_arn,
+        "session_name": session.session_name,
+        "expires_at": _utc_text(expires) if expires else None,
+        "expires_in_s": int((expires - now).total_seconds()) if expires else None,
+        "renews_in_s": int((session.renew_at - now).total_seconds()) if session.renew_at else None,
+        "last_error": session.last_error,
+        "note": session.capped_note,
+        "idle": session.idle,
+    }
+
+
+def _utc_text(moment: datetime) -> str:
+    """YYYY-MM-DDTHH:MM:SSZ: the form every SDK accepts (JS rejects +00:00)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
