@@ -49,8 +49,10 @@ def decode(line: bytes) -> dict[str, Any]:
         raise ProtocolError(TOO_LARGE, f"message exceeds {MAX_LINE_BYTES} bytes")
     try:
         message = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:  # bad UTF-8, bad JSON, or an integer too long to convert
         raise ProtocolError(BAD_REQUEST, f"not a JSON line: {error}") from None
+    except RecursionError:
+        raise ProtocolError(BAD_REQUEST, "not a JSON line: nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError(BAD_REQUEST, "a message must be a JSON object")
     return message

@@ -163,7 +163,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         # Status reports; it never starts the daemon (that would hide that it was down).
         reply = request({"op": "status", "dir": directory}, timeout=STATUS_TIMEOUT_S, autostart=False)
     except DaemonUnavailable as error:
-        project = local_project_status(directory)
+        from stsd.project.governing import governing_project
+        from stsd.project.trust import TrustStore
+
+        project = governing_project(Path(directory), TrustStore(paths.trust_dir()))
         if args.json:
             print(json.dumps({"daemon": None, "sources": [], "sessions": [], "project": project}))
         else:
@@ -180,22 +183,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 # -- status rendering --------------------------------------------------------------------------------
-
-
-def local_project_status(directory: str) -> dict[str, Any] | None:
-    """The project governing `directory` and its trust, computed here (as the daemon's `status` would)."""
-    from stsd.project.projectfile import ProjectFileError, find_project_file, load_project_file
-    from stsd.project.trust import TrustStore
-
-    path = find_project_file(Path(directory))
-    if path is None:
-        return None
-    try:
-        project = load_project_file(path)
-    except ProjectFileError as error:
-        return {"path": str(path), "error": str(error)}
-    trust = TrustStore(paths.trust_dir()).state(project.path, project.content)
-    return {"path": str(project.path), "name": project.name, "trust": trust.value}
 
 
 def render_status(reply: Mapping[str, Any], directory: str) -> str:

@@ -228,9 +228,6 @@ class SocketServer:
             request = protocol.decode(line)
         except protocol.ProtocolError as error:
             return protocol.error(error.code, error.message)
-        except (ValueError, RecursionError) as error:
-            # json.loads raises these for a number over 4300 digits or nesting deeper than the stack.
-            return protocol.error(protocol.BAD_REQUEST, f"not a usable JSON line: {type(error).__name__}")
         try:
             return await self._handle(request)
         except Exception:

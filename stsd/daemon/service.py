@@ -21,6 +21,7 @@ from stsd.daemon.config import DaemonConfig
 from stsd.daemon.requests import RequestError, RoleRequest, resolve_profile, resolve_request
 from stsd.daemon.sessions import RoleSession, SessionError, SessionManager
 from stsd.daemon.sources import SourceRegistry, aws_profiles
+from stsd.project.governing import governing_project
 from stsd.project.projectfile import (
     PROJECT_FILE_NAME,
     ProjectFile,
@@ -186,7 +187,7 @@ class Service:
                 for s in self._sources.statuses()
             ],
             sessions=[_session_status(session, now) for session in self._sessions.sessions()],
-            project=self._project_status(directory) if directory is not None else None,
+            project=governing_project(directory, self._trust) if directory is not None else None,
         )
 
     # -- parts ---------------------------------------------------------------------------------------
@@ -308,17 +309,6 @@ class Service:
             "mode": self._mode,
             "log": self._log_location,
         }
-
-    def _project_status(self, directory: Path) -> dict[str, Any] | None:
-        path = find_project_file(directory)
-        if path is None:
-            return None
-        try:
-            project = load_project_file(path)
-        except ProjectFileError as error:
-            return {"path": str(path), "error": str(error)}
-        trust = self._trust.state(project.path, project.content)
-        return {"path": str(project.path), "name": project.name, "trust": trust.value}
 
 
 def _directory_field(request: Mapping[str, Any]) -> Path:

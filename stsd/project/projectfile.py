@@ -195,6 +195,10 @@ def _parse_toml(path: Path, text: str) -> dict[str, Any]:
         import tomli as tomllib  # type: ignore[no-redef]
     try:
         return tomllib.loads(text)
+    except RecursionError:  # tomllib recurses per nesting level; a hostile file must not crash the reader
+        raise ProjectFileError(
+            path, "nested too deeply; expected a flat file of keys and one [env] table"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         message = str(error)
         match = _TOML_POSITION.match(message)
