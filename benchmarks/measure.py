@@ -1,0 +1,185 @@
+"""Shared pieces of the benchmarks: a result row, percentiles, timing a process, an isolated user world
+(HOME, XDG dirs, ~/.aws files) and a real `stsd serve` daemon inside it, all against the local STS."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the fault proxy counts STS calls on the wire
+
+from stsd.demo.local_aws import LocalAws  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: stsd's value against one peer's on the same metric."""
+
+    section: str
+    metric: str
+    unit: str
+    stsd: float | None
+    peer_name: str
+    peer: float | None
+    higher_is_better: bool = False
+    note: str = ""
+
+    @property
+    def advantage(self) -> float | None:
+        """How many times better stsd is than the peer (> 1: stsd ahead)."""
+        if self.stsd is None or self.peer is None:
+            return None
+        if self.higher_is_better:
+            return self.stsd / self.peer if self.peer else None
+        return self.peer / self.stsd if self.stsd else float("inf")
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def time_call(action: Callable[[], object], repeat: int) -> list[float]:
+    """Wall seconds of each of `repeat` runs of `action`."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run_checked(argv: Sequence[str], env: dict[str, str], cwd: Path | None = None) -> str:
+    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} exited {result.returncode}: {result.stderr.strip()[-500:]}")
+    return result.stdout
+
+
+# Run in a small launcher: a child forked from this (large) process would report our RSS as its peak.
+_PEAK_RSS_LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+    "_, status, usage = os.wait4(p.pid, 0)\n"
+    "print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)\n"
+)
+
+
+def peak_rss_of(argv: Sequence[str], env: dict[str, str]) -> int:
+    """Peak resident memory (bytes) of one run of a command, from the kernel's rusage."""
+    code, kib = run_checked([sys.executable, "-c", _PEAK_RSS_LAUNCHER, *argv], env).split()
+    if code != "0":
+        raise RuntimeError(f"{argv[:3]} exited {code}")
+    return int(kib) * 1024  # Linux reports KiB
+
+
+@dataclass
+class BenchWorld:
+    """One user's world for a benchmark: HOME with ~/.aws, XDG dirs and a short socket path."""
+
+    home: Path
+    runtime: Path
+    env: dict[str, str]
+
+    @property
+    def socket(self) -> Path:
+        return Path(self.env["STSD_SOCKET"])
+
+    def stsd(self, *args: str, cwd: Path | None = None) -> str:
+        return run_checked([str(VENV_BIN / "stsd"), *args], self.env, cwd)
+
+    def project(self, name: str, body: str, *, allow: bool = True) -> Path:
+        directory = self.home / "src" / name
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / ".stsd.toml").write_text(body)
+        if allow:
+            self.stsd("allow", str(directory))
+        return directory
+
+
+@contextmanager
+def bench_world(aws: LocalAws, endpoint: str | None = None) -> Iterator[BenchWorld]:
+    base = Path(tempfile.mkdtemp(prefix="stsd-bench-"))
+    home = base / "home"
+    home.mkdir()
+    aws.write_aws_files(home)
+    runtime = Path(tempfile.mkdtemp(prefix="stsd-rt-", dir="/tmp"))
+    env = {
+        "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+        "XDG_STATE_HOME": str(home / ".local/state"),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "STSD_SOCKET": str(runtime / "stsd" / "stsd.sock"),
+        "AWS_ENDPOINT_URL": endpoint or aws.endpoint,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "STSD_NO_AUTOSTART": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    try:
+        yield BenchWorld(home=home, runtime=runtime, env=env)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+@contextmanager
+def running_daemon(world: BenchWorld) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `stsd serve` in `world`; stopped with SIGTERM on exit."""
+    log = (world.home / "daemon.log").open("ab")
+    process = subprocess.Popen(
+        [str(VENV_BIN / "stsd"), "serve", "--log-level", "warning"],
+        env=world.env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    try:
+        _wait_listening(world.socket, process)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _wait_listening(path: Path, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"stsd serve exited {process.returncode}")
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(path))
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("stsd serve did not listen in time")
+
+
+# The project file every benchmark uses: the scenario's role profile (SCENARIO.md).
+ROLE_SETUP = 'profile = "alice-sts"\n'
