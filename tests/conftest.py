@@ -147,13 +147,18 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"daemon exited {self.process.returncode}: {self.log_path.read_text()}")
+            # Ready means answering, not just listening: the socket is bound before the server starts.
             try:
                 with socket.socket(socket.AF_UNIX) as sock:
+                    sock.settimeout(max(0.1, deadline - time.monotonic()))
                     sock.connect(str(self.world.socket))
-                return
+                    sock.sendall(b'{"v": 1, "op": "ping"}\n')
+                    if b'"ok":true' in sock.makefile("rb").readline():
+                        return
             except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"daemon did not listen within {timeout}s: {self.log_path.read_text()}")
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon did not answer within {timeout}s: {self.log_path.read_text()}")
 
     def stop(self) -> int:
         if self.process.poll() is None:

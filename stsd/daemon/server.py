@@ -129,7 +129,12 @@ class SocketServer:
 
     async def start(self, listener: socket.socket) -> None:
         self._server = await asyncio.start_unix_server(
-            self._on_connection, sock=listener, limit=self._limits.max_line_bytes + 1
+            # backlog: start_unix_server listens again, by default with 100, which would refuse a burst
+            # of shells (tmux restoring panes) while the daemon is busy.
+            self._on_connection,
+            sock=listener,
+            limit=self._limits.max_line_bytes + 1,
+            backlog=socket.SOMAXCONN,
         )
 
     async def close(self, grace_s: float = 2.0) -> None:

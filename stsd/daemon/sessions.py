@@ -116,6 +116,8 @@ class _Slot:
         # lets tests drive a fake clock against a real local STS).
         self.expires_at: datetime | None = None
         self.renew_at: datetime | None = None
+        self.fetched_wall: datetime | None = None  # when the held credentials were asked for, on both clocks
+        self.fetched_monotonic: float | None = None
         self.last_used = now
         self.idle = False
         self.last_error: str | None = None
@@ -138,6 +140,14 @@ class _Slot:
             retry_at=self.retry_at,
             error_code=self.error_code,
         )
+
+    def now(self, wall: datetime, monotonic: float) -> datetime:
+        """Now as this session's deadlines see it. The wall clock, which keeps running through a suspend;
+        but if it was stepped back since the fetch (an NTP correction), the monotonic time elapsed since
+        then says how late it really is, so expired credentials never look valid."""
+        if self.fetched_wall is None or self.fetched_monotonic is None:
+            return wall
+        return max(wall, self.fetched_wall + timedelta(seconds=monotonic - self.fetched_monotonic))
 
     def usable(self, now: datetime) -> bool:
         return (
@@ -189,7 +199,7 @@ class SessionManager:
 
         After a failed renewal the old credentials are served until shortly before they expire."""
         slot = self._touch(request)
-        now = self._clock.wall()
+        now = self._slot_now(slot)
         if slot.fresh(now):
             return slot.snapshot()
         if self._blocked(slot) or (slot.retry_at is not None and now < slot.retry_at and slot.usable(now)):
@@ -200,7 +210,7 @@ class SessionManager:
         try:
             await self._refresh(slot)
         except SessionError:
-            if slot.usable(self._clock.wall()):
+            if slot.usable(self._slot_now(slot)):
                 return slot.snapshot()
             raise
         return slot.snapshot()
@@ -244,15 +254,17 @@ class SessionManager:
         """Start a fetch for every session that is due; return when the loop should look again."""
         self._mark_idle(now)
         next_check = now + timedelta(seconds=MAX_SLEEP_STEP_SECONDS)
+        monotonic = self._clock.monotonic()
         for slot in list(self._slots.values()):
             due_at = self._due_at(slot)
             if due_at is None:
                 continue
-            if due_at <= now:
+            slot_now = slot.now(now, monotonic)
+            if due_at <= slot_now:
                 log.debug("renewing %s (%s)", slot.request.role_arn, slot.request.label)
                 self._start_fetch(slot)
             else:
-                next_check = min(next_check, due_at)
+                next_check = min(next_check, now + (due_at - slot_now))
         return next_check
 
     async def close(self) -> None:
@@ -267,6 +279,9 @@ class SessionManager:
             await asyncio.wait(pending)
 
     # -- internals -----------------------------------------------------------------------------------
+
+    def _slot_now(self, slot: _Slot) -> datetime:
+        return slot.now(self._clock.wall(), self._clock.monotonic())
 
     def _touch(self, request: RoleRequest) -> _Slot:
         now = self._clock.wall()
@@ -357,20 +372,24 @@ class SessionManager:
     async def _fetch(self, slot: _Slot) -> None:
         request = slot.request
         started = self._clock.wall()
+        started_monotonic = self._clock.monotonic()
         files = self._sources.fingerprint()
         try:
             assumed = await asyncio.to_thread(self._assume_role, request)
         except _Failure as failure:
             self._record_failure(slot, failure, files)
             raise SessionError(failure.code, failure.message) from None
-        self._record_success(slot, assumed, started)
+        self._record_success(slot, assumed, started, started_monotonic)
         # The source's identity is for status only: look it up without holding anyone up.
         task = asyncio.ensure_future(asyncio.to_thread(self._sources.identify, request.source))
         self._background.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._background.discard)
 
-    def _record_success(self, slot: _Slot, assumed: _Assumed, started: datetime) -> None:
+    def _record_success(
+        self, slot: _Slot, assumed: _Assumed, started: datetime, started_monotonic: float
+    ) -> None:
         lifetime = timedelta(seconds=assumed.lifetime_seconds)
+        slot.fetched_wall, slot.fetched_monotonic = started, started_monotonic
         slot.credentials = assumed.credentials
         slot.assumed_role_arn = assumed.assumed_role_arn
         slot.capped_note = assumed.capped_note

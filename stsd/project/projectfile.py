@@ -3,6 +3,7 @@ key. Standard library only: the thin client and the daemon both use it."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -144,10 +145,18 @@ def load_project_file(path: Path) -> ProjectFile:
 
 def _read_regular_file(path: Path) -> bytes:
     # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses anything not a plain file.
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    # O_NOFOLLOW: a link would make the project's credentials depend on a file elsewhere, perhaps writable
+    # by others, while the user reviewed and trusted what is in the project.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
     except OSError as error:
+        if error.errno == errno.ELOOP and not path.exists():
+            raise ProjectFileError(path, "cannot be read: a symbolic link to a missing file") from None
+        if error.errno == errno.ELOOP:
+            raise ProjectFileError(
+                path, "is a symbolic link; expected a plain file in the project (copy it instead of linking)"
+            ) from None
         raise ProjectFileError(path, f"cannot be read: {error.strerror}") from None
     try:
         info = os.fstat(fd)

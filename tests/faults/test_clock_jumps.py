@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from conftest import World
 from faultproxy import FaultProxy
 
@@ -69,12 +68,6 @@ def test_a_clock_jumping_forward_and_back_causes_no_renewal_storm(aws_env: World
     asyncio.run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stsd/daemon/sessions.py _Slot.expires_at is wall-clock only (fetch start + lifetime): after the wall "
-    "clock is stepped back (NTP correction) an hour of real time passes without it, and credentials that "
-    "STS already expired are served as valid. Keeping a monotonic deadline too (min of both) fixes it.",
-)
 def test_a_wall_clock_stepped_back_never_makes_expired_credentials_look_valid(
     aws_env: World, proxy: FaultProxy
 ) -> None:

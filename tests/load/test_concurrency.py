@@ -158,13 +158,6 @@ def test_a_thousand_connections_under_the_common_1024_open_files_limit(
         daemon.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stsd/daemon/server.py SocketServer.start(): asyncio.start_unix_server(sock=...) calls listen() "
-    "again with its default backlog of 100, undoing bind_listener's listen(SOMAXCONN); pass backlog=. "
-    "Beyond 100 pending connects the client's connect fails at once with EAGAIN ('Resource temporarily "
-    "unavailable'): a burst of shells (tmux restoring panes, parallel credential_process) gets errors.",
-)
 def test_a_burst_of_connections_while_the_daemon_is_busy_is_queued_not_refused(
     world: World, daemon: Daemon
 ) -> None:

@@ -85,18 +85,6 @@ HOSTILE: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
     "env-nested-table": (_write(f"{GOOD}[env.PATH]\nx = 1\n".encode()), ("PATH",)),
 }
 
-SYMLINK_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="stsd/project/projectfile.py _read_regular_file() follows a .stsd.toml symlink to any file "
-    "elsewhere (os.open without O_NOFOLLOW); the issue asks for it to be refused with a clear error",
-)
-
-
-KNOWN_BUGS = {
-    "symlink-elsewhere": SYMLINK_BUG,
-}
-
-
 # Through a whole `stsd allow` process each case costs a start-up: the default run samples the kinds.
 SAMPLED = {
     "huge",
@@ -115,8 +103,7 @@ def _cases(sample: bool = False) -> list:
         pytest.param(
             name,
             id=name,
-            marks=([KNOWN_BUGS[name]] if name in KNOWN_BUGS else [])
-            + ([pytest.mark.slow] if sample and name not in SAMPLED else []),
+            marks=[pytest.mark.slow] if sample and name not in SAMPLED else [],
         )
         for name in HOSTILE
     ]
@@ -174,7 +161,7 @@ def _daemon_refuses(world: World, daemon: Daemon, names: list[str]) -> None:
 
 
 def test_daemon_refuses_hostile_files_and_keeps_serving(world: World, daemon: Daemon) -> None:
-    _daemon_refuses(world, daemon, [n for n in HOSTILE if n not in KNOWN_BUGS])
+    _daemon_refuses(world, daemon, list(HOSTILE))
 
 
 def test_env_extras_never_reach_the_shell_as_anything_but_aws_variables(world: World, daemon: Daemon) -> None:
