@@ -111,7 +111,10 @@ def _open_listener(detached_log: Path | None) -> tuple[socket.socket, ServeConte
     if detached_log is not None:
         mode, log_location = MODE_DETACHED, str(detached_log)
     elif inherited is not None or systemd.started_by_systemd():
-        mode, log_location = MODE_SYSTEMD, "journal" if systemd.logging_to_journal() else "stderr"
+        mode, log_location = (
+            MODE_SYSTEMD,
+            f"journal ({systemd.JOURNAL_HINT})" if systemd.logging_to_journal() else "stderr",
+        )
     else:
         mode, log_location = MODE_FOREGROUND, "stderr"
     if inherited is not None:
