@@ -321,9 +321,9 @@ def test_quiet_setting_silences_information_but_not_problems(world, alpha, open_
     assert "stsd allow" in shell.cd(stranger)
 
 
+# fish has no nounset/errexit options: the case applies to bash and zsh only.
+@pytest.mark.parametrize("shell_kind", ["bash", "zsh"], indirect=True)
 def test_strict_shell_options_do_not_break_the_hook(world, alpha, open_shell, shell_kind):
-    if not shell_kind.strict:
-        pytest.skip(f"{shell_kind.name} has no nounset/errexit options")
     shell = open_shell(install=False)
     shell.run(shell_kind.strict)
     shell.install()
@@ -333,9 +333,8 @@ def test_strict_shell_options_do_not_break_the_hook(world, alpha, open_shell, sh
     assert shell.run("echo alive") == "alive\n"
 
 
+@pytest.mark.parametrize("shell_kind", ["bash"], indirect=True)  # PROMPT_COMMAND is bash's
 def test_array_prompt_command_keeps_existing_entries(world, alpha, open_shell, shell_kind):
-    if shell_kind.name != "bash":
-        pytest.skip("PROMPT_COMMAND is bash's")
     shell = open_shell(install=False)
     shell.run("PROMPT_COMMAND=('echo first-entry' 'echo second-entry')")
     shell.install()
@@ -345,9 +344,8 @@ def test_array_prompt_command_keeps_existing_entries(world, alpha, open_shell, s
     assert loaded(shell.env())
 
 
+@pytest.mark.parametrize("shell_kind", ["bash"], indirect=True)  # PROMPT_COMMAND is bash's
 def test_string_prompt_command_keeps_existing_entry(world, alpha, open_shell, shell_kind):
-    if shell_kind.name != "bash":
-        pytest.skip("PROMPT_COMMAND is bash's")
     shell = open_shell(install=False)
     shell.run("PROMPT_COMMAND='echo existing-entry'")
     shell.install()
