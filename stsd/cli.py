@@ -7,7 +7,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from stsd import __version__
 
@@ -31,76 +30,64 @@ HANDLERS = {
 SHELL_NAMES = ("bash", "zsh", "fish")
 
 
-class _Skipped:
-    """Stands in for the parser of a command that was not asked for: building all of them costs ~16 ms
-    (argparse looks up translations per parser), which every client start would pay."""
-
-    def add_argument(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The full parser, or with `only` a command's name, a parser that knows just that command."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stsd",
         description="Short-lived AWS role credentials per project, kept fresh by a per-user daemon.",
     )
     parser.add_argument("--version", action="version", version=f"stsd {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def add_command(name: str, **kwargs: Any) -> argparse.ArgumentParser | _Skipped:
-        return subparsers.add_parser(name, **kwargs) if only in (None, name) else _Skipped()
-
-    serve = add_command("serve", help="run the daemon in the foreground, logging to stderr")
+    serve = commands.add_parser("serve", help="run the daemon in the foreground, logging to stderr")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
-    start = add_command("start", help="start the daemon in the background")
+    start = commands.add_parser("start", help="start the daemon in the background")
     start.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    stop = add_command("stop", help="stop the background daemon")
+    stop = commands.add_parser("stop", help="stop the background daemon")
     stop.add_argument("--timeout", type=float, default=5.0, help="seconds to wait before SIGKILL (default 5)")
 
-    status = add_command("status", help="show the daemon, its sources and sessions")
+    status = commands.add_parser("status", help="show the daemon, its sources and sessions")
     status.add_argument("--json", action="store_true", help="print one JSON object")
 
-    hook = add_command("hook", help='print the shell hook: eval "$(stsd hook bash)"')
+    hook = commands.add_parser("hook", help='print the shell hook: eval "$(stsd hook bash)"')
     hook.add_argument("shell", choices=SHELL_NAMES)
 
-    export = add_command("export", help="print shell code for the current directory (used by the hook)")
+    export = commands.add_parser(
+        "export", help="print shell code for the current directory (used by the hook)"
+    )
     export.add_argument("shell", choices=SHELL_NAMES)
 
-    env = add_command("env", help="print the variables a directory's project gets")
+    env = commands.add_parser("env", help="print the variables a directory's project gets")
     env.add_argument("--json", action="store_true", help="one JSON object: name -> value, null = unset")
     env.add_argument("dir", nargs="?", default=".", help="directory (default: the current one)")
 
-    exec_ = add_command("exec", help="run a command with a project's credentials")
+    exec_ = commands.add_parser("exec", help="run a command with a project's credentials")
     exec_.add_argument("--dir", default=".", help="project directory (default: the current one)")
     exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
 
     for name, verb in (("allow", "trust"), ("deny", "refuse")):
-        sub = add_command(name, help=f"{verb} the .stsd.toml governing DIR")
+        sub = commands.add_parser(name, help=f"{verb} the .stsd.toml governing DIR")
         sub.add_argument("dir", nargs="?", default=".", help="directory (default: the current one)")
 
-    process = add_command(
+    process = commands.add_parser(
         "credential-process", help="print AWS credential_process JSON for a profile or project directory"
     )
     process.add_argument("target", metavar="PROFILE-OR-DIR")
 
-    install = add_command("install-service", help="install the systemd user units")
+    install = commands.add_parser("install-service", help="install the systemd user units")
     install.add_argument("--uninstall", action="store_true", help="remove the units instead")
     install.add_argument(
         "--sandbox", action="store_true", help="also install the namespace sandbox drop-in (docs/systemd.md)"
     )
 
-    demo = add_command("demo", help="try stsd against an embedded local STS (needs stsd[demo])")
+    demo = commands.add_parser("demo", help="try stsd against an embedded local STS (needs stsd[demo])")
     demo.add_argument("--script", action="store_true", help="run the guided steps non-interactively")
     demo.add_argument("--shell", choices=SHELL_NAMES, default=None, help="shell for the interactive demo")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    command = arguments[0] if arguments and arguments[0] in HANDLERS else None
-    args = build_parser(command).parse_args(arguments)
+    args = build_parser().parse_args(argv)
     module_name, _, function_name = HANDLERS[args.command].partition(":")
     handler = getattr(importlib.import_module(module_name), function_name)
     try:
