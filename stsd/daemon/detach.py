@@ -106,36 +106,40 @@ def _become_daemon(lock: PidFileLock, log_path: Path, log_level: str) -> None:
         os._exit(code)
 
 
-def _wait_until_serving(socket_path: Path, pid_path: Path, log_path: Path, log_offset: int) -> int:
+def _wait_for_answer(socket_path: Path, pid_path: Path) -> int | None:
+    """The pid of the daemon once it answers; None if the pid file's holder exits first or time runs out."""
     deadline = time.monotonic() + START_WAIT_S
     while time.monotonic() < deadline:
         pid = probe_daemon(socket_path)
         if pid is not None:
-            print(f"stsd: started (pid {pid}), logs: {log_path}")
-            return 0
+            return pid
         if not PidFileLock.is_held(pid_path):
-            print("stsd: the daemon exited during start-up:", file=sys.stderr)
-            _print_log_tail(log_path, log_offset)
-            return 1
+            return None
         time.sleep(0.05)
-    print(
-        f"stsd: the daemon did not answer on {socket_path} within {START_WAIT_S:.0f} s; see {log_path}",
-        file=sys.stderr,
-    )
+    return None
+
+
+def _wait_until_serving(socket_path: Path, pid_path: Path, log_path: Path, log_offset: int) -> int:
+    pid = _wait_for_answer(socket_path, pid_path)
+    if pid is not None:
+        print(f"stsd: started (pid {pid}), logs: {log_path}")
+        return 0
+    if not PidFileLock.is_held(pid_path):
+        print("stsd: the daemon exited during start-up:", file=sys.stderr)
+    else:
+        print(
+            f"stsd: the daemon did not answer on {socket_path} within {START_WAIT_S:.0f} s; see {log_path}",
+            file=sys.stderr,
+        )
     _print_log_tail(log_path, log_offset)
     return 1
 
 
 def _wait_for_other_start(socket_path: Path, pid_path: Path) -> int:
-    deadline = time.monotonic() + START_WAIT_S
-    while time.monotonic() < deadline:
-        pid = probe_daemon(socket_path)
-        if pid is not None:
-            print(f"stsd: already running (pid {pid})")
-            return 0
-        if not PidFileLock.is_held(pid_path):
-            break
-        time.sleep(0.05)
+    pid = _wait_for_answer(socket_path, pid_path)
+    if pid is not None:
+        print(f"stsd: already running (pid {pid})")
+        return 0
     holder = read_pid(pid_path)
     print(
         f"stsd: another stsd (pid {holder}) holds {pid_path} but does not answer on {socket_path}; run: stsd stop",
