@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stsd.daemon.config import SESSION_NAME_PATTERN, ConfigError, DaemonConfig, load_config
+from stsd.aws_values import SESSION_NAME
+from stsd.daemon.config import ConfigError, DaemonConfig, load_config
 
 
 def load(tmp_path: Path, text: str) -> DaemonConfig:
@@ -102,6 +103,6 @@ def test_broken_toml_names_the_line(tmp_path: Path) -> None:
 def test_default_session_name_is_valid_and_names_the_user() -> None:
     name = DaemonConfig().role_session_name
 
-    assert SESSION_NAME_PATTERN.match(name)
+    assert SESSION_NAME.fullmatch(name)
     assert name.startswith("stsd-")
     assert "@" in name

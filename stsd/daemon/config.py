@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stsd import aws_values
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on older Pythons only
     import tomli as tomllib
 
 FALLBACK_REGION = "us-east-1"
-SESSION_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{2,64}$")
 _SESSION_NAME_BAD_CHARS = re.compile(r"[^\w+=,.@-]")
 
 
@@ -76,11 +77,11 @@ _RULES: dict[str, tuple[tuple[type, ...], str, Any]] = {
     "sts_read_timeout": _POSITIVE_NUMBER,
     "backoff_initial_seconds": _POSITIVE_NUMBER,
     "backoff_max_seconds": _POSITIVE_NUMBER,
-    "region": ((str,), 'a region name like "eu-west-1"', lambda v: re.fullmatch(r"[a-z]{2}(-[a-z0-9]+)+", v)),
+    "region": ((str,), 'a region name like "eu-west-1"', aws_values.REGION.fullmatch),
     "role_session_name": (
         (str,),
         "2-64 characters of letters, digits and +=,.@_-",
-        SESSION_NAME_PATTERN.match,
+        aws_values.SESSION_NAME.fullmatch,
     ),
     "idle_exit_seconds": ((int,), "a whole number of seconds > 0", lambda v: v > 0),
 }

@@ -3,14 +3,14 @@ from a project's RoleSettings or from a ~/.aws/config role profile, read through
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from botocore import exceptions as boto_errors
 
-from stsd.daemon.config import SESSION_NAME_PATTERN, DaemonConfig
+from stsd import aws_values
+from stsd.daemon.config import DaemonConfig
 from stsd.daemon.sources import CREDENTIAL_SOURCES, SourceSpec, aws_profiles, has_static_keys
 from stsd.daemon.sts_errors import one_line
 
@@ -22,10 +22,6 @@ INVALID_PROJECT = "invalid_project"
 
 MIN_DURATION_SECONDS = 900
 MAX_DURATION_SECONDS = 43200
-ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
-EXTERNAL_ID_PATTERN = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
-MFA_SERIAL_PATTERN = re.compile(r"^[\w+=/:,.@-]{9,256}$")
-REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
 ROLE_KEYS = (
     "role_arn",
     "source_profile",
@@ -135,20 +131,20 @@ def _build(
     config: DaemonConfig,
 ) -> RoleRequest:
     role_arn = values["role_arn"]
-    if not isinstance(role_arn.value, str) or not ROLE_ARN_PATTERN.match(role_arn.value):
+    if not isinstance(role_arn.value, str) or not aws_values.ROLE_ARN.fullmatch(role_arn.value):
         _fail(role_arn, "role_arn", "expected an IAM role ARN like arn:aws:iam::123456789012:role/NAME")
     source = _source(values, profiles, own_profile=own_profile, label=label)
     external_id = values.get("external_id")
-    if external_id is not None and not EXTERNAL_ID_PATTERN.match(str(external_id.value)):
+    if external_id is not None and not aws_values.EXTERNAL_ID.fullmatch(str(external_id.value)):
         _fail(external_id, "external_id", "expected 2-1224 characters of letters, digits and +=,.@:/-")
     session_name = values.get("role_session_name")
-    if session_name is not None and not SESSION_NAME_PATTERN.match(str(session_name.value)):
+    if session_name is not None and not aws_values.SESSION_NAME.fullmatch(str(session_name.value)):
         _fail(session_name, "role_session_name", "expected 2-64 characters of letters, digits and +=,.@_-")
     region = values.get("region")
-    if region is not None and not REGION_PATTERN.match(str(region.value)):
+    if region is not None and not aws_values.REGION.fullmatch(str(region.value)):
         _fail(region, "region", 'expected a region name like "eu-west-1"')
     mfa_serial = values.get("mfa_serial")
-    if mfa_serial is not None and not MFA_SERIAL_PATTERN.match(str(mfa_serial.value)):
+    if mfa_serial is not None and not aws_values.MFA_SERIAL.fullmatch(str(mfa_serial.value)):
         _fail(mfa_serial, "mfa_serial", "expected an MFA device ARN or serial number")
     return RoleRequest(
         source=source,

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from stsd import aws_values
+
 PROJECT_FILE_NAME = ".stsd.toml"
 MAX_FILE_BYTES = 64 * 1024  # a project file is a dozen lines; anything bigger is a mistake or an attack
 
@@ -43,23 +45,20 @@ MANAGED_VARIABLES = frozenset(
 MANAGED_PREFIXES = ("AWS_CONTAINER_", "AWS_EC2_METADATA_", "AWS_SSO_")
 REGION_VARIABLES = frozenset({"AWS_REGION", "AWS_DEFAULT_REGION"})  # set from `region =`
 
-_ROLE_NAME = r"[\w+=,.@-]{1,64}"
-_ROLE_ARN = re.compile(rf"arn:aws(?:-[a-z]+)*:iam::\d{{12}}:role/(?:[\w+=,.@-]+/)*{_ROLE_NAME}", re.ASCII)
-_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
-_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
-_MFA_SERIAL = re.compile(r"[\w+=/:,.@-]{9,256}", re.ASCII)
-_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}", re.ASCII)
 _PROFILE_NAME = re.compile(r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x20\x7f])?")
 _ENV_NAME = re.compile(r"AWS_[A-Z0-9_]+", re.ASCII)
 # key -> (pattern the whole value must match, what the error says is expected)
 _STRING_RULES = {
     "profile": (_PROFILE_NAME, "expected a profile name of ~/.aws/config (printable, no spaces at the ends)"),
     "source_profile": (_PROFILE_NAME, "expected a profile name of ~/.aws/config"),
-    "role_arn": (_ROLE_ARN, "expected arn:aws:iam::<12-digit account>:role/<name>"),
-    "role_session_name": (_SESSION_NAME, "expected 2-64 characters of letters, digits and +=,.@_-"),
-    "external_id": (_EXTERNAL_ID, "expected 2-1224 characters of letters, digits and +=,.@:/_-"),
-    "mfa_serial": (_MFA_SERIAL, "expected an MFA device ARN (arn:aws:iam::<account>:mfa/<name>) or serial"),
-    "region": (_REGION, 'expected an AWS region such as "us-east-1"'),
+    "role_arn": (aws_values.ROLE_ARN, "expected arn:aws:iam::<12-digit account>:role/<name>"),
+    "role_session_name": (aws_values.SESSION_NAME, "expected 2-64 characters of letters, digits and +=,.@_-"),
+    "external_id": (aws_values.EXTERNAL_ID, "expected 2-1224 characters of letters, digits and +=,.@:/_-"),
+    "mfa_serial": (
+        aws_values.MFA_SERIAL,
+        "expected an MFA device ARN (arn:aws:iam::<account>:mfa/<name>) or serial",
+    ),
+    "region": (aws_values.REGION, 'expected an AWS region such as "us-east-1"'),
 }
 _TOML_POSITION = re.compile(
     r"^(?P<message>.*?) \(at (?:line (?P<line>\d+), column (?P<column>\d+)|end of document)\)$"
