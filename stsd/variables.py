@@ -1,0 +1,80 @@
+"""The environment variables stsd sets, clears, refuses or keeps out of sight: one definition for the
+daemon's replies, project files' [env], the shell transition and the daemon's own start-up environment.
+Standard library only, no regular expressions: the hook's fast path imports this on every transition."""
+
+from __future__ import annotations
+
+# The temporary credentials a project's shell gets; secret ones are never kept in the environment of
+# anything but the shell they are for (saved values of these go to a private file, not __STSD_STATE).
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+SECRET_VARIABLES = frozenset(
+    {"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"}
+)
+EXPIRATION_VARIABLE = "AWS_CREDENTIAL_EXPIRATION"
+REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
+PROFILE_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+# Unset while a project's keys are exported: each would otherwise beat or shadow them in some SDK.
+CLEARED_VARIABLES = (*PROFILE_VARIABLES, "AWS_SECURITY_TOKEN")
+PROMPT_NAME_VARIABLE = "STSD_PROFILE"  # a short name of the loaded project, for prompts
+
+# Variables stsd sets or clears itself, or that would redirect where an SDK takes credentials from:
+# a project's [env] must not set them (they would mix another identity into the project's shell).
+MANAGED_VARIABLES = frozenset(
+    {
+        *CREDENTIAL_VARIABLES,
+        EXPIRATION_VARIABLE,
+        *CLEARED_VARIABLES,
+        "AWS_ACCOUNT_ID",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_ROLE_SESSION_NAME",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CREDENTIAL_PROCESS",
+    }
+)
+MANAGED_PREFIXES = ("AWS_CONTAINER_", "AWS_EC2_METADATA_", "AWS_SSO_")
+
+# What a daemon started by a client must not inherit from the starting shell: credentials (a project's or
+# the user's, which would become a source nobody configured), profile selectors (a stale AWS_PROFILE would
+# break every request for the daemon's whole life) and the interpreter's PYTHON* settings. The user's own
+# AWS_CONFIG_FILE, endpoints, CA bundle, metadata and proxy settings are kept: the daemon honours them.
+NOT_INHERITED_BY_DAEMON = frozenset(
+    {
+        *CREDENTIAL_VARIABLES,
+        EXPIRATION_VARIABLE,
+        *CLEARED_VARIABLES,
+        PROMPT_NAME_VARIABLE,
+        "AWS_ACCOUNT_ID",
+        "AWS_ROLE_ARN",
+        "AWS_ROLE_SESSION_NAME",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    }
+)
+NOT_INHERITED_PREFIXES = ("AWS_CONTAINER_", "__STSD_", "PYTHON")
+
+_NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def _is_name_with_prefix(name: str, prefix: str) -> bool:
+    return len(name) > len(prefix) and name.startswith(prefix) and set(name) <= _NAME_CHARACTERS
+
+
+def is_aws_variable(name: str) -> bool:
+    """`AWS_` followed by upper-case letters, digits and underscores: the only names [env] may set."""
+    return _is_name_with_prefix(name, "AWS_")
+
+
+def is_applicable(name: str) -> bool:
+    """Whether a client may apply `name` from a daemon reply: the AWS_* variables stsd may set and its own
+    STSD_* ones. Anything else (PROMPT_COMMAND, LD_PRELOAD, PATH...) in a reply is a protocol error."""
+    return is_aws_variable(name) or _is_name_with_prefix(name, "STSD_")
+
+
+def daemon_environment(environ: dict[str, str]) -> dict[str, str]:
+    """`environ` less what a daemon must not inherit (see NOT_INHERITED_BY_DAEMON)."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name not in NOT_INHERITED_BY_DAEMON and not name.startswith(NOT_INHERITED_PREFIXES)
+    }
