@@ -1,14 +1,20 @@
 """The `stsd` command line: argument parsing only. Each command lives in its own module, imported on use,
-so client commands start without loading boto3 (the daemon's modules are never imported on that path)."""
+so client commands start without loading boto3 (the daemon's modules are never imported on that path).
+The commands SDKs and scripts run per process (`credential-process`, `env`, `exec`) skip argparse in their
+plain forms: it costs more than the rest of such a run; anything else (help, a mistake) goes to argparse."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
+import os
 import sys
-from collections.abc import Sequence
 
-from stsd import __version__
+from stsd import __version__, launch
+from stsd.shells import SHELLS
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: start-up time
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 # command -> "module:function"; every function takes the parsed arguments and returns an exit code.
 HANDLERS = {
@@ -27,10 +33,14 @@ HANDLERS = {
     "demo": "stsd.demo.run:cmd_demo",
 }
 
-SHELL_NAMES = ("bash", "zsh", "fish")
+SHELL_NAMES = tuple(SHELLS)
+# Commands that become or signal the key-holding daemon: always run isolated from `/` (stsd.launch).
+ISOLATED_COMMANDS = frozenset({"serve", "start", "stop"})
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="stsd",
         description="Short-lived AWS role credentials per project, kept fresh by a per-user daemon.",
@@ -70,9 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("dir", nargs="?", default=".", help="directory (default: the current one)")
 
     process = commands.add_parser(
-        "credential-process", help="print AWS credential_process JSON for a profile or project directory"
+        "credential-process",
+        help="print AWS credential_process JSON for a profile or project directory",
+        description="A bare argument is a profile unless it contains a / or is . (use --dir or --profile to say "
+        "which); ~ is expanded, since SDKs run credential_process without a shell.",
     )
-    process.add_argument("target", metavar="PROFILE-OR-DIR")
+    which = process.add_mutually_exclusive_group(required=True)
+    which.add_argument("--profile", help="a profile of ~/.aws/config")
+    which.add_argument("--dir", help="a directory whose .stsd.toml names the role")
+    which.add_argument("target", nargs="?", metavar="PROFILE-OR-PATH")
 
     install = commands.add_parser("install-service", help="install the systemd user units")
     install.add_argument("--uninstall", action="store_true", help="remove the units instead")
@@ -87,15 +103,67 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = plain_arguments(argv)
+    if args is None:
+        parser = build_parser()
+        if not argv:
+            parser.print_help(sys.stderr)
+            return 2
+        args = parser.parse_args(argv)
+    if args.command in ISOLATED_COMMANDS:
+        environ = None
+        if args.command == "start":
+            # Whoever typed it (a shell inside a project, perhaps), the daemon gets the user's own
+            # environment: as before any project was entered, less credential and profile variables.
+            from stsd.client.connection import daemon_environment
+
+            environ = daemon_environment(os.environ)
+        launch.reexec_isolated(argv, environ)  # returns only once isolated
     module_name, _, function_name = HANDLERS[args.command].partition(":")
-    handler = getattr(importlib.import_module(module_name), function_name)
+    handler = getattr(__import__(module_name, fromlist=[function_name]), function_name)
     try:
         return int(handler(args))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 1
+
+
+class PlainArguments:
+    """What argparse would have parsed from a plain command line (attributes as its Namespace)."""
+
+    def __init__(self, command: str, **values: object) -> None:
+        self.command = command
+        self.__dict__.update(values)
+
+
+def plain_arguments(argv: list[str]) -> PlainArguments | None:
+    """The arguments of `credential-process`, `env` or `exec` in their plain forms, parsed by hand exactly as
+    build_parser() would parse them; None for anything else, which argparse then handles (and explains)."""
+    if not argv:
+        return None
+    command, rest = argv[0], argv[1:]
+    if command == "credential-process" and len(rest) == 1 and not rest[0].startswith("-"):
+        return PlainArguments(command, target=rest[0], profile=None, dir=None)
+    if command == "credential-process" and len(rest) == 2 and rest[0] in ("--profile", "--dir"):
+        if rest[1].startswith("-"):
+            return None
+        return PlainArguments(command, target=None, **{"profile": None, "dir": None, rest[0][2:]: rest[1]})
+    if command == "env":
+        json_flag = rest[:1] == ["--json"]
+        rest = rest[json_flag:]
+        if len(rest) > 1 or (rest and rest[0].startswith("-")):
+            return None
+        return PlainArguments(command, json=json_flag, dir=rest[0] if rest else ".")
+    if command == "exec":
+        directory = "."
+        if rest[:1] == ["--dir"] and len(rest) > 1 and not rest[1].startswith("-"):
+            directory, rest = rest[1], rest[2:]
+        if rest[:1] != ["--"] or len(rest) < 2:
+            return None
+        return PlainArguments(command, dir=directory, cmd=rest)
+    return None
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from stsd import launch
+
 SERVICE = "stsd.service"
 SOCKET = "stsd.socket"
 SANDBOX_DROP_IN = Path("stsd.service.d") / "sandbox.conf"
@@ -64,11 +66,12 @@ def _quote_exec_argument(argument: str) -> str:
 
 def exec_start_line(python: str | None = None) -> str:
     """Run the daemon with the interpreter that runs this stsd, by its unresolved path, so a venv or
-    pipx environment stays in effect and no PATH lookup can pick another stsd."""
+    pipx environment stays in effect and no PATH lookup can pick another stsd; isolated (stsd.launch), so
+    no PYTHONPATH in the user manager's environment can supply a module."""
     interpreter = python or sys.executable
-    if not interpreter:
+    if not interpreter or not os.path.isabs(interpreter):
         raise InstallError("cannot tell which Python runs stsd; run install-service with that Python")
-    arguments = [interpreter, "-m", "stsd", "serve"]
+    arguments = launch.isolated_command("serve", python=interpreter)
     return "ExecStart=" + " ".join(_quote_exec_argument(a) for a in arguments)
 
 

@@ -1,8 +1,8 @@
-"""The JSON-lines protocol between the daemon and its clients (docs/protocol.md). Standard library only."""
+"""The JSON-lines protocol between the daemon and its clients (docs/protocol.md): its version, limits and
+error codes, declared once. Standard library only; `json` is imported where used, so the lean client
+(stsd.wire) can take these constants without paying for it."""
 
 from __future__ import annotations
-
-import json
 
 TYPE_CHECKING = False  # the typing module costs milliseconds; annotations are strings here
 
@@ -27,7 +27,10 @@ SOURCE_ERROR = "source_error"
 STS_DENIED = "sts_denied"
 STS_UNAVAILABLE = "sts_unavailable"
 TIMEOUT = "timeout"
+RENEW_LIMITED = "renew_limited"  # a forced renewal of this session came too soon after the last one
 INTERNAL = "internal"
+# Raised by clients, never sent: a reply that breaks the protocol (say, naming a variable stsd never sets).
+BAD_REPLY = "bad_reply"
 
 
 class ProtocolError(Exception):
@@ -40,11 +43,15 @@ class ProtocolError(Exception):
 
 
 def encode(message: dict[str, Any]) -> bytes:
+    import json
+
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
 def decode(line: bytes) -> dict[str, Any]:
     """Parse one line into a JSON object, or raise ProtocolError(bad_request)."""
+    import json
+
     if len(line) > MAX_LINE_BYTES:
         raise ProtocolError(TOO_LARGE, f"message exceeds {MAX_LINE_BYTES} bytes")
     try:

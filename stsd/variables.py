@@ -31,9 +31,31 @@ MANAGED_VARIABLES = frozenset(
         "AWS_ROLE_SESSION_NAME",
         "AWS_WEB_IDENTITY_TOKEN_FILE",
         "AWS_CREDENTIAL_PROCESS",
+        "AWS_CREDENTIAL_FILE",  # botocore's Ec2Config provider: keys from the old EC2 tools' file
+        "AWS_LOGIN_CACHE_DIRECTORY",  # botocore: where `aws login` session tokens are read from
     }
 )
-MANAGED_PREFIXES = ("AWS_CONTAINER_", "AWS_EC2_METADATA_", "AWS_SSO_")
+# AWS_BEARER_TOKEN_<SERVICE>: a bearer token botocore sends instead of signing (a secret, another identity)
+MANAGED_PREFIXES = ("AWS_CONTAINER_", "AWS_EC2_METADATA_", "AWS_SSO_", "AWS_BEARER_TOKEN_")
+
+# Variables a project's [env] may set that send AWS requests (or data about them) elsewhere, or make a tool
+# run or load something: `stsd allow` shows each one before trusting a file. From botocore's and the AWS
+# CLI's sources; only those that can reach beyond AWS's own endpoints (FIPS, dual-stack or regional
+# endpoint switches choose among AWS's hosts and are not listed). Name -> why it matters.
+_REDIRECTS = "redirects AWS requests"
+RISKY_VARIABLES = {
+    "AWS_ENDPOINT_URL": _REDIRECTS,
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "changes which endpoint AWS requests go to",
+    "AWS_CA_BUNDLE": "changes which certificates AWS requests trust",
+    "AWS_DATA_PATH": "loads service models and data from these paths",
+    "AWS_PAGER": "runs a program on AWS CLI output",
+    "AWS_CLI_HISTORY_FILE": "records AWS CLI commands and responses in this file",
+    "AWS_TEST_COMMAND": "runs this command as aws in the AWS CLI's test helpers",
+}
+RISKY_PREFIXES = {
+    "AWS_ENDPOINT_URL_": _REDIRECTS,
+    "AWS_CSM_": "client-side monitoring: sends data about AWS requests to a host",
+}
 
 # What a daemon started by a client must not inherit from the starting shell: credentials (a project's or
 # the user's, which would become a source nobody configured), profile selectors (a stale AWS_PROFILE would
@@ -63,6 +85,16 @@ def _is_name_with_prefix(name: str, prefix: str) -> bool:
 def is_aws_variable(name: str) -> bool:
     """`AWS_` followed by upper-case letters, digits and underscores: the only names [env] may set."""
     return _is_name_with_prefix(name, "AWS_")
+
+
+def risk_of(name: str) -> str:
+    """Why setting `name` deserves a look before trusting a file (see RISKY_VARIABLES), or ""."""
+    if name in RISKY_VARIABLES:
+        return RISKY_VARIABLES[name]
+    for prefix, why in RISKY_PREFIXES.items():
+        if name.startswith(prefix):
+            return why
+    return ""
 
 
 def is_applicable(name: str) -> bool:

@@ -43,6 +43,7 @@ def test_exec_start_runs_this_stsd_without_the_callers_environment(world: World)
     world.stsd("install-service", check=True)
     argv = exec_start(unit_dir(world) / "stsd.service")
     assert argv[-1] == "serve"
+    assert argv[1] == "-I"  # isolated: no PYTHONPATH, no current directory on sys.path
 
     # systemd starts it with a bare environment: no PATH tweaks, no PYTHONPATH, no activated venv.
     bare = {"HOME": world.env["HOME"], "PATH": "/usr/bin:/bin"}

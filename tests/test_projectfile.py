@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stsd import variables
 from stsd.project.projectfile import (
     MAX_FILE_BYTES,
     PROJECT_FILE_NAME,
@@ -282,6 +283,11 @@ def test_invalid_setting_gives_one_line_with_file_line_and_key(
         "AWS_CONFIG_FILE",
         "AWS_ROLE_ARN",
         "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CREDENTIAL_FILE",  # botocore's Ec2Config credential provider
+        "AWS_LOGIN_CACHE_DIRECTORY",  # where botocore reads `aws login` tokens
+        "AWS_BEARER_TOKEN_BEDROCK",  # a bearer token botocore sends instead of signing
+        "AWS_",
+        "AWS_lower",
         "PATH",
         "LD_PRELOAD",
     ],
@@ -290,6 +296,14 @@ def test_env_cannot_set_credentials_or_non_aws_variables(tmp_path: Path, name: s
     error = load_error(tmp_path, ROLE + f'[env]\n{name} = "x"\n')
 
     assert str(error).startswith(f"{tmp_path / PROJECT_FILE_NAME}:4: env.{name}: ")
+
+
+def test_env_refusals_come_from_the_one_definition_in_stsd_variables(tmp_path: Path) -> None:
+    # Anything added to stsd.variables is refused here without a second list to keep in step.
+    for name in (*sorted(variables.MANAGED_VARIABLES), *(f"{p}ANY" for p in variables.MANAGED_PREFIXES)):
+        assert "managed by stsd" in str(load_error(tmp_path, ROLE + f'[env]\n{name} = "x"\n')), name
+    for name in variables.REGION_VARIABLES:
+        assert "region =" in str(load_error(tmp_path, ROLE + f'[env]\n{name} = "us-east-1"\n')), name
 
 
 def test_toml_syntax_error_names_its_line(tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ def test_daemon_refuses_an_unsafe_socket_directory(world: World) -> None:
     result = world.stsd("serve", timeout=30)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"stsd: {world.socket.parent} is accessible to other users (mode 755); run: chmod 700 {world.socket.parent}"
+        f"stsd: refusing {world.socket.parent}: other users can reach it (mode 755); run: chmod 700 {world.socket.parent}"
     ]
 
 
@@ -121,10 +121,10 @@ def test_connection_from_another_user_is_refused_and_logged(daemon: Daemon, worl
         "s = socket.socket(socket.AF_UNIX)\n"
         "s.settimeout(10)\n"
         "s.connect(sys.argv[1])\n"
-        's.sendall(b\'{"v":1,"op":"ping"}\\n\')\n'
         "try:\n"
+        '    s.sendall(b\'{"v":1,"op":"ping"}\\n\')\n'
         "    print(repr(s.recv(65536)))\n"
-        "except ConnectionResetError:\n"  # closed with our request unread
+        "except (ConnectionResetError, BrokenPipeError):\n"  # closed before or with our request unread
         "    print(repr(b''))\n"
     )
     python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
@@ -146,8 +146,7 @@ def test_connection_from_another_user_is_refused_and_logged(daemon: Daemon, worl
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "b''"  # connected, then closed without a reply
-    assert "refused a connection from another user: pid" in daemon.log
-    assert f"uid {NOBODY}" in daemon.log
+    assert f"refused a connection from another user (uid {NOBODY}, pid" in daemon.log
     assert_answers_ping(world, daemon)
 
 

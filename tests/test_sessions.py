@@ -446,15 +446,18 @@ def test_permanent_failure_is_not_retried_until_the_credentials_file_changes(
     run(scenario())
 
 
-def test_explicit_renew_retries_a_permanent_failure(world_env: Any) -> None:
+def test_explicit_renew_does_not_retry_a_permanent_failure(world_env: Any) -> None:
     async def scenario() -> None:
         async with harness() as h:
             request = role_request(external_id="not-alice")
             with pytest.raises(SessionError):
                 await h.manager.credentials(request)
-            with pytest.raises(SessionError):
-                await h.manager.renew(request)
-            assert h.manager.assume_role_calls == 2
+            for _ in range(3):
+                with pytest.raises(SessionError) as raised:
+                    await h.manager.renew(request)
+                assert "not retried until the AWS config or credentials files change" in raised.value.message
+                h.clock.advance(3600)  # no interval lets a renew past it either
+            assert h.manager.assume_role_calls == 1
 
     run(scenario())
 

@@ -1,21 +1,24 @@
 """The client commands `env`, `exec`, `credential-process`, `allow`, `deny` and `status`: ask the daemon,
-render its answer, one clear line on stderr when something is wrong. Standard library only."""
+render its answer, one clear line on stderr when something is wrong. Standard library only, and lean at
+the top (no json, pathlib or argparse module): SDKs run `credential-process` for every process they
+start, so what `env`, `exec` and `credential-process` need is all this module imports up front."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import shlex
 import sys
-from collections.abc import Mapping
-from pathlib import Path
 
-from stsd import paths, protocol
+from stsd import paths, protocol, terminal
+from stsd.client import state
 from stsd.client.connection import DaemonUnavailable, request
+from stsd.shells.quoting import posix_quote
+from stsd.wire import json_dumps
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: start-up time
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping
+    from pathlib import Path
     from typing import Any
 
 # How long a command waits for the daemon's answer once connected: longer than the daemon's own wait for
@@ -50,17 +53,17 @@ def cmd_env(args: argparse.Namespace) -> int:
     try:
         directory = _existing_directory(args.dir)
         reply = _ask({"op": "env", "dir": directory})
+        variables = _project_variables(reply)
     except CommandError as error:
         return _fail(error)
-    variables: Mapping[str, str | None] = reply.get("vars") or {}
     if args.json:
-        print(json.dumps(variables))
+        print(json_dumps(variables))
         return EXIT_OK
     if reply.get("project") is None:
         print(f"stsd: no .stsd.toml governs {directory}; nothing to set", file=sys.stderr)
         return EXIT_OK
     for name, value in variables.items():
-        print(f"unset {name}" if value is None else f"{name}={shlex.quote(value)}")
+        print(f"unset {name}" if value is None else f"{name}={posix_quote(value)}")
     return EXIT_OK
 
 
@@ -76,10 +79,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
         reply = _ask({"op": "env", "dir": directory})
         if reply.get("project") is None:
             raise CommandError(f"no .stsd.toml governs {directory}; nothing to run {command[0]} with")
+        variables = _project_variables(reply)
     except CommandError as error:
         return _fail(error)
-    environment = dict(os.environ)
-    for name, value in (reply.get("vars") or {}).items():
+    # The environment from before any loaded project, so `exec --dir B` inside A gets none of A's values.
+    environment = state.outside_environment(os.environ)
+    for name, value in variables.items():
         if value is None:
             environment.pop(name, None)
         else:
@@ -95,13 +100,16 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_credential_process(args: argparse.Namespace) -> int:
-    """`stsd credential-process PROFILE-OR-DIR`: the JSON an AWS SDK's credential_process expects."""
-    target: str = args.target
+    """`stsd credential-process [--profile NAME | --dir DIR | NAME-OR-PATH]`: the JSON an AWS SDK's
+    credential_process expects. A bare argument is a profile unless it holds a `/` or is `.` or `..`: a
+    directory that happens to carry a profile's name never takes its place."""
+    target: str | None = args.target
+    directory = args.dir if target is None else target if _is_path(target) else None
     try:
-        if _looks_like_directory(target):
-            message: dict[str, Any] = {"op": "credentials", "dir": _existing_directory(target)}
+        if directory is not None:
+            message: dict[str, Any] = {"op": "credentials", "dir": _existing_directory(directory)}
         else:
-            message = {"op": "credentials", "profile": target}
+            message = {"op": "credentials", "profile": args.profile if target is None else target}
         reply = _ask(message)
         credentials = reply.get("credentials")
         if not isinstance(credentials, dict) or not all(
@@ -112,21 +120,32 @@ def cmd_credential_process(args: argparse.Namespace) -> int:
         return _fail(error)
     # Exactly these keys in this order, Version the number 1: what every SDK parses.
     document = {"Version": 1, **{key: credentials[key] for key in CREDENTIAL_PROCESS_KEYS}}
-    print(json.dumps(document))
+    print(json_dumps(document))
     return EXIT_OK
 
 
 def cmd_allow(args: argparse.Namespace) -> int:
-    """`stsd allow [DIR]`: trust the governing .stsd.toml exactly as it is now (after checking it parses)."""
+    """`stsd allow [DIR]`: trust the governing .stsd.toml exactly as it is now (after checking it parses),
+    first showing each [env] variable that redirects AWS requests or makes a tool run something."""
+    from stsd.project.discovery import discover, ignored_message
     from stsd.project.projectfile import ProjectFileError, load_project_file
     from stsd.project.trust import TrustStore, TrustStoreError
+    from stsd.variables import risk_of
 
     try:
+        directory = logical_path(args.dir)
+        if os.path.isdir(directory):
+            for ignored, owner in discover(directory)[1]:
+                print(f"stsd: {ignored_message(ignored, owner)}", file=sys.stderr)
         path = _governing_project_file(args.dir)
         try:
             project = load_project_file(path)
         except ProjectFileError as error:
             raise CommandError(f"{error} (fix it, then run stsd allow again)") from None
+        for name, value in project.env.items():
+            why = risk_of(name)
+            if why:
+                print(_one_line(f"stsd: this file sets {name} = {value} ({why})"), file=sys.stderr)
         try:
             TrustStore(paths.trust_dir()).allow(project.path, project.content)
         except TrustStoreError as error:
@@ -163,12 +182,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         # Status reports; it never starts the daemon (that would hide that it was down).
         reply = request({"op": "status", "dir": directory}, timeout=STATUS_TIMEOUT_S, autostart=False)
     except DaemonUnavailable as error:
+        from pathlib import Path
+
         from stsd.project.governing import governing_project
         from stsd.project.trust import TrustStore
 
         project = governing_project(Path(directory), TrustStore(paths.trust_dir()))
         if args.json:
-            print(json.dumps({"daemon": None, "sources": [], "sessions": [], "project": project}))
+            print(json_dumps({"daemon": None, "sources": [], "sessions": [], "project": project}))
         else:
             print(f"daemon    not running ({_one_line(str(error))})")
             print(_render_project(project, directory))
@@ -176,7 +197,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if reply.get("ok") is not True:
         return _fail(CommandError(_refusal_message(reply)))
     if args.json:
-        print(json.dumps(reply))
+        print(json_dumps(reply))
     else:
         print(render_status(reply, directory))
     return EXIT_OK
@@ -204,11 +225,18 @@ def _render_daemon(daemon: Mapping[str, Any]) -> list[str]:
         facts.append(str(daemon["mode"]))
     if daemon.get("version"):
         facts.append(f"stsd {daemon['version']}")
-    return [
+    lines = [
         _one_line(f"daemon    running, {', '.join(facts)}"),
         _one_line(f"socket    {daemon.get('socket', paths.socket_path())}"),
         _one_line(f"log       {daemon.get('log', '?')}"),
     ]
+    # The variables the daemon reads that are set in its environment (stsd/daemon/environment.py).
+    environment = daemon.get("environment")
+    if isinstance(environment, dict) and environment:
+        for index, (name, value) in enumerate(environment.items()):
+            label = "env" if index == 0 else ""
+            lines.append(_one_line(f"{label:<10}{name}={value}"))
+    return lines
 
 
 def _render_sources(sources: list[Mapping[str, Any]]) -> str:
@@ -241,6 +269,13 @@ def _render_sessions(sessions: list[Mapping[str, Any]]) -> str:
             lines.append(f"    renews      in {_duration(session['renews_in_s'])}")
         if session.get("idle"):
             lines.append("    idle        not renewed until used again")
+        if session.get("blocked"):
+            lines.append("    force renew not until the AWS config or credentials files change")
+        elif isinstance(session.get("forced_renewal_in_s"), (int, float)):
+            wait = session["forced_renewal_in_s"]
+            when = f" ({session['forced_renewal_at']})" if session.get("forced_renewal_at") else ""
+            possible = "possible now" if wait <= 0 else f"possible in {_duration(wait)}{when}"
+            lines.append(_one_line(f"    force renew {possible}"))
         if session.get("last_error"):
             lines.append(_one_line(f"    last error  {session['last_error']}"))
         if session.get("note"):
@@ -259,16 +294,20 @@ def _expiry(session: Mapping[str, Any]) -> str:
 
 
 def _render_project(project: Mapping[str, Any] | None, directory: str) -> str:
-    if project is None:
-        return _one_line(f"project   none (no .stsd.toml in {directory} or above)")
-    if project.get("error"):
-        return _one_line(f"project   {project.get('path')}: broken: {project['error']}")
-    trust = project.get("trust")
-    advice = {
-        "untrusted": f"; run: stsd allow {shlex.quote(str(Path(str(project.get('path'))).parent))}",
-        "denied": "; run stsd allow to undo",
-    }.get(str(trust), "")
-    return _one_line(f"project   {project.get('path')} ({project.get('name')}): {trust}{advice}")
+    # Files another user owns were passed over: say so above whatever governs instead.
+    lines = [_one_line(f"project   {line}") for line in (project or {}).get("ignored") or []]
+    if project is None or project.get("path") is None:
+        lines.append(_one_line(f"project   none (no .stsd.toml in {directory} or above)"))
+    elif project.get("error"):
+        lines.append(_one_line(f"project   {project.get('path')}: broken: {project['error']}"))
+    else:
+        trust = project.get("trust")
+        advice = {
+            "untrusted": f"; run: {terminal.allow_command(str(project.get('path')), terminal.user_shell())}",
+            "denied": "; run stsd allow to undo",
+        }.get(str(trust), "")
+        lines.append(_one_line(f"project   {project.get('path')} ({project.get('name')}): {trust}{advice}"))
+    return "\n".join(lines)
 
 
 def _duration(seconds: float) -> str:
@@ -290,6 +329,8 @@ def _duration(seconds: float) -> str:
 def logical_path(given: str) -> str:
     """`given` as an absolute path without resolving symlinks, relative to the shell's $PWD when that is
     where we are (as `cd` sees it), so projects behind a symlinked directory are found as the user sees them."""
+    # SDKs run credential_process without a shell, so a `~` arrives as written.
+    given = os.path.expanduser(given)
     if os.path.isabs(given):
         return os.path.normpath(given)
     try:
@@ -313,12 +354,13 @@ def _existing_directory(given: str) -> str:
     return directory
 
 
-def _looks_like_directory(target: str) -> bool:
-    # Profile names never contain "/"; a bare word is a profile unless a directory of that name is here.
-    return "/" in target or target in (".", "..") or os.path.isdir(target)
+def _is_path(target: str) -> bool:
+    return "/" in target or target in (".", "..", "~")
 
 
 def _governing_project_file(given: str) -> Path:
+    from pathlib import Path
+
     from stsd.project.projectfile import PROJECT_FILE_NAME, find_project_file
 
     path = logical_path(given)
@@ -349,9 +391,22 @@ def _refusal_message(reply: Mapping[str, Any]) -> str:
     error = reply.get("error")
     if not isinstance(error, dict):
         return f"the daemon sent an unexpected reply; see its log: {paths.log_file()}"
-    if error.get("code") == protocol.UNSUPPORTED_VERSION:
+    code = str(error.get("code") or "")
+    if code == protocol.UNSUPPORTED_VERSION:
         return "the running daemon is another stsd version; restart it: stsd stop && stsd start"
-    return str(error.get("message") or error.get("code") or "the daemon refused the request")
+    if isinstance(error.get("project"), str):
+        return terminal.refusal_line(code, error["project"], error.get("message"), terminal.user_shell())
+    return str(error.get("message") or code or "the daemon refused the request")
+
+
+def _project_variables(reply: Mapping[str, Any]) -> dict[str, str | None]:
+    """The variables of an env reply, refused whole if it names one stsd never sets."""
+    if reply.get("project") is None:
+        return {}
+    try:
+        return terminal.checked_variables(reply.get("vars"))
+    except terminal.BadReply as error:
+        raise CommandError(str(error)) from None
 
 
 def _fail(error: CommandError) -> int:
@@ -359,6 +414,4 @@ def _fail(error: CommandError) -> int:
     return error.exit_code
 
 
-def _one_line(text: str) -> str:
-    # Paths and messages come from files and the daemon: never let them move the cursor or add lines.
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+_one_line = terminal.printable

@@ -1,5 +1,7 @@
 """`stsd start` / `stsd stop`: the daemon in the background without systemd. A pid file, locked by the
-daemon for its whole life, says who runs; psutil tells a stale pid file from a live daemon."""
+daemon for its whole life, says who runs; psutil tells a stale pid file from a live daemon. Both talk to
+the daemon only through stsd.wire, and `stop` signals only a pid the kernel vouches for: the pid file's
+lock holder, or the peer of the daemon's socket, never a pid a reply names."""
 
 from __future__ import annotations
 
@@ -7,18 +9,15 @@ import argparse
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 
-from stsd import paths, protocol
+from stsd import paths, wire
 
 START_WAIT_S = 10.0  # the daemon imports botocore before it listens; a cold start can take seconds
 KILL_WAIT_S = 3.0
@@ -31,20 +30,21 @@ SYSTEMD_STOP = "systemctl --user stop stsd.socket stsd.service"
 
 def cmd_start(args: argparse.Namespace) -> int:
     """Start the daemon unless one already answers. Idempotent: "already running" is success (exit 0),
-    because the client's autostart runs `stsd start` whenever it finds no daemon."""
-    socket_path = paths.socket_path()
-    running = probe_daemon(socket_path)
-    if running is not None:
-        print(f"stsd: already running (pid {running})")
-        return 0
+    because the client's autostart runs `stsd start` whenever it finds no daemon. The CLI has already
+    re-run this isolated, from `/`, with the environment a daemon may have (stsd.cli, stsd.launch)."""
+    socket_path = Path(paths.socket_path())
     try:
+        running = probe_daemon(socket_path)
+        if running is not None:
+            print(f"stsd: already running (pid {running})")
+            return 0
         paths.ensure_private_dir(paths.runtime_dir())
         log_path = _prepare_log_file()
-    except (paths.UnsafeDirectoryError, OSError) as error:
-        print(f"stsd: {error}", file=sys.stderr)
+        pid_path = Path(paths.pid_file())
+        lock = PidFileLock.acquire(pid_path)
+    except (wire.WireError, paths.UnsafeDirectoryError, OSError) as error:
+        print(f"stsd: {_reason(error)}", file=sys.stderr)
         return 1
-    pid_path = paths.pid_file()
-    lock = PidFileLock.acquire(pid_path)
     if lock is None:
         # Another `stsd start` (or a daemon) holds the lock: wait for it to answer rather than race it.
         return _wait_for_other_start(socket_path, pid_path)
@@ -64,11 +64,12 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def _prepare_log_file() -> Path:
-    log_path = paths.log_file()
-    log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    os.close(descriptor)
-    os.chmod(log_path, 0o600)  # an older file may have been created with looser rights
+    """The log file, created (0600, in a private directory, not through a link) and rotated if full,
+    before the offset whose tail a failed start shows is taken."""
+    from stsd.daemon.logfile import open_log_file
+
+    log_path = Path(paths.log_file())
+    os.close(open_log_file(log_path))
     return log_path
 
 
@@ -78,7 +79,10 @@ def _become_daemon(lock: PidFileLock, log_path: Path, log_level: str) -> None:
     try:
         import daemon
 
-        log_file = log_path.open("a")
+        from stsd.daemon.logfile import open_log_file
+
+        # stdout and stderr too, so a crash traceback lands in the log `stsd start` names.
+        log_file = os.fdopen(open_log_file(log_path), "a")
         context = daemon.DaemonContext(
             umask=0o077,
             working_directory="/",
@@ -89,6 +93,7 @@ def _become_daemon(lock: PidFileLock, log_path: Path, log_level: str) -> None:
             signal_map={},  # the asyncio loop installs its own SIGTERM/SIGINT handling
         )
         context.open()
+        log_file.close()  # stdout and stderr are its copies; this one would hold a rotated-away file open
         lock.record_pid(os.getpid())
         from stsd.daemon.run import serve
 
@@ -96,7 +101,10 @@ def _become_daemon(lock: PidFileLock, log_path: Path, log_level: str) -> None:
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
     except BaseException as error:  # last resort in a detached process: say why in the log
+        import traceback
+
         print(f"stsd: the daemon failed: {error!r}", file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
     finally:
         with contextlib.suppress(Exception):
             sys.stderr.flush()
@@ -164,12 +172,15 @@ def _print_log_tail(log_path: Path, offset: int) -> None:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """SIGTERM the daemon, wait up to --timeout, then SIGKILL; "not running" is success."""
-    socket_path = paths.socket_path()
-    pid_path = paths.pid_file()
+    socket_path = Path(paths.socket_path())
+    pid_path = Path(paths.pid_file())
     try:
         pid = _running_pid(pid_path, socket_path)
     except SystemdManaged:
         print(f"stsd: the daemon is run by systemd; run: {SYSTEMD_STOP}", file=sys.stderr)
+        return 1
+    except (wire.WireError, RefusedToSignal) as error:
+        print(f"stsd: {error}", file=sys.stderr)
         return 1
     if pid is None:
         _remove_stale_files(pid_path, socket_path)
@@ -192,23 +203,39 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _running_pid(pid_path: Path, socket_path: Path) -> int | None:
-    """The live daemon's pid: from a pid file its owner still holds locked, else from the daemon itself.
-    Raises SystemdManaged for a daemon that systemd would only start again."""
+    """The live daemon's pid, as the kernel tells it: the process holding the pid file's lock, else the
+    process serving the socket (SO_PEERCRED), provided it is ours, runs stsd and says the same pid.
+    Raises SystemdManaged for a daemon that systemd would only start again, RefusedToSignal or
+    wire.WireError (another user's socket) when no pid can be trusted."""
     recorded = read_pid(pid_path)
     if recorded is not None and PidFileLock.is_held(pid_path) and is_stsd_process(recorded):
         return recorded
-    status = _ask_daemon(socket_path, {"op": "status"}, timeout=3.0)
-    if status is None:
-        return probe_daemon(socket_path)
-    daemon = status.get("daemon") or {}
+    try:
+        reply = wire.request({"op": "status"}, 3.0, str(socket_path))
+    except wire.WireError as error:
+        if error.kind == wire.UNTRUSTED:
+            raise
+        return None
+    daemon = reply.message.get("daemon")
+    daemon = daemon if isinstance(daemon, dict) else {}
     if daemon.get("mode") == "systemd":
         raise SystemdManaged()
-    pid = daemon.get("pid")
-    return pid if isinstance(pid, int) else None
+    named, peer = daemon.get("pid"), reply.peer_pid
+    if named != peer or not is_stsd_process(peer):
+        raise RefusedToSignal(
+            f"refusing to signal: the process serving {socket_path} (pid {peer}) names pid {named!r} "
+            "and is not a daemon in stsd's pid file; stop it yourself after checking it with: ps -p "
+            f"{peer}"
+        )
+    return peer
 
 
 class SystemdManaged(Exception):
     """The daemon runs under systemd: stopping it by signal would be undone by a restart or activation."""
+
+
+class RefusedToSignal(Exception):
+    """No pid could be tied to stsd's daemon by the kernel; str() says what to check."""
 
 
 def _wait_for_exit(pid: int, timeout: float) -> bool:
@@ -238,14 +265,21 @@ def _remove_stale_files(pid_path: Path, socket_path: Path) -> None:
             socket_path.unlink()
 
 
+def _reason(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    return str(error)
+
+
 # --- shared ------------------------------------------------------------------------------------------
 
 
 def is_stsd_process(pid: int) -> bool:
-    """True when `pid` runs stsd (its command line names it): a recycled pid belongs to someone else."""
+    """True when `pid` is ours and runs stsd (its command line names it): a recycled pid belongs to
+    someone else."""
     try:
         process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
+        if process.status() == psutil.STATUS_ZOMBIE or process.uids().real != os.getuid():
             return False
         return any("stsd" in part for part in process.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -261,39 +295,25 @@ def read_pid(pid_path: Path) -> int | None:
 
 
 def probe_daemon(socket_path: Path, timeout: float = 1.0) -> int | None:
-    """The pid a daemon on `socket_path` reports to a ping, or None when none answers."""
-    reply = _ask_daemon(socket_path, {"op": "ping"}, timeout)
-    if reply is not None and isinstance(reply.get("pid"), int):
-        return int(reply["pid"])
-    return None
-
-
-def _ask_daemon(socket_path: Path, message: dict[str, Any], timeout: float = 1.0) -> dict[str, Any] | None:
-    """A successful reply to one request, or None when no daemon answers it. The daemon's own modules
-    stay out of this: `start` and `stop` must work whatever state the daemon is in."""
+    """The pid a trustworthy daemon on `socket_path` reports to a ping, or None when none answers.
+    Raises wire.WireError when the socket is another user's: that is never "not running"."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(str(socket_path))
-            sock.sendall(protocol.encode({"v": protocol.VERSION, **message}))
-            line = sock.makefile("rb").readline(4 * protocol.MAX_LINE_BYTES)
-    except OSError:
+        reply = wire.request({"op": "ping"}, timeout, str(socket_path))
+    except wire.WireError as error:
+        if error.kind == wire.UNTRUSTED:
+            raise
         return None
-    try:
-        reply = json.loads(line)
-    except ValueError:
-        return None
-    return reply if isinstance(reply, dict) and reply.get("ok") else None
+    pid = reply.message.get("pid")
+    return pid if reply.message.get("ok") is True and isinstance(pid, int) else None
 
 
 def _answers(socket_path: Path) -> bool:
-    """Whether anything accepts connections on the socket (a daemon still starting, perhaps)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        try:
-            sock.connect(str(socket_path))
-        except OSError:
-            return False
+    """Whether anything of ours accepts connections on the socket (a daemon still starting, perhaps)."""
+    try:
+        connection, _pid = wire.connect(str(socket_path), time.monotonic() + 0.5)
+    except wire.WireError as error:
+        return error.kind != wire.ABSENT  # someone else's socket is never ours to remove
+    connection.close()
     return True
 
 
@@ -309,7 +329,8 @@ class PidFileLock:
     def acquire(cls, path: Path) -> PidFileLock | None:
         """The lock, or None when a live process holds it."""
         while True:
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            # O_NOFOLLOW: never lock, truncate or write through a link planted in the pid file's place.
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
@@ -330,8 +351,10 @@ class PidFileLock:
     @staticmethod
     def is_held(path: Path) -> bool:
         try:
-            descriptor = os.open(path, os.O_RDONLY)
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
+            return False
+        except OSError:  # a link where the pid file belongs: no daemon of ours holds that
             return False
         try:
             fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from stsd import __version__, paths
 from stsd.daemon import systemd
-from stsd.daemon.hardening import harden_process
+from stsd.daemon.hardening import HardeningError, harden_process
 from stsd.daemon.server import (
     ServerLimits,
     SocketInUseError,
@@ -31,6 +31,7 @@ from stsd.daemon.server import (
 if TYPE_CHECKING:
     from stsd.daemon.config import DaemonConfig
     from stsd.daemon.sessions import SessionManager
+    from stsd.daemon.throttled_log import ThrottledLog
 
 log = logging.getLogger("stsd.daemon")
 
@@ -63,18 +64,25 @@ def serve(*, log_level: str, detached_log: Path | None = None) -> int:
     """Run the daemon in this process until it is told to stop; returns the exit code.
 
     `detached_log` is set by `stsd start`, whose stderr already points at that file."""
-    harden_process()
+    try:
+        harden_process()
+    except HardeningError as error:
+        # As ssh-agent: a process that will hold long-term keys and cannot be protected does not run.
+        print(f"stsd: {error}", file=sys.stderr)
+        return 1
     # SIGTERM may come while we still import and bind (the socket accepts connections before we serve
     # them): note it, and shut down cleanly as soon as the loop runs, instead of dying with the default.
     early_stop: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, _frame: early_stop.append(number))
-    _configure_logging(log_level, journal=detached_log is None and systemd.logging_to_journal())
+    _configure_logging(
+        log_level, journal=detached_log is None and systemd.logging_to_journal(), log_file=detached_log
+    )
     # Imported after hardening: from here on the process may hold secrets.
     from stsd.daemon.config import ConfigError, load_config
 
     try:
-        config = load_config(paths.config_file())
+        config = load_config(Path(paths.config_file()))
     except ConfigError as error:
         print(f"stsd: {error}", file=sys.stderr)
         return 2
@@ -90,15 +98,22 @@ def serve(*, log_level: str, detached_log: Path | None = None) -> int:
         _remove_socket_file(context)
 
 
-def _configure_logging(level: str, *, journal: bool) -> None:
+def _configure_logging(level: str, *, journal: bool, log_file: Path | None = None) -> None:
     # The journal stamps each line itself. Only stsd's own loggers get the chosen level: botocore logs
     # whole STS responses (secret keys included) at DEBUG, so libraries stay at WARNING whatever it is.
+    # Detached (`stsd start`), stderr is the log file: capped and rotated; otherwise stderr is left alone.
     fmt = (
         "%(levelname)s %(name)s: %(message)s"
         if journal
         else "%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
+    if log_file is not None:
+        from stsd.daemon.logfile import RotatingLogHandler
+
+        handler = RotatingLogHandler(log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -119,9 +134,9 @@ def _open_listener(detached_log: Path | None) -> tuple[socket.socket, ServeConte
         mode, log_location = MODE_FOREGROUND, "stderr"
     if inherited is not None:
         name = inherited.getsockname()
-        socket_path = Path(name) if isinstance(name, str) and name else paths.socket_path()
+        socket_path = Path(name) if isinstance(name, str) and name else Path(paths.socket_path())
         return inherited, ServeContext(socket_path, False, mode, log_location, socket_activated=True)
-    socket_path = paths.socket_path()
+    socket_path = Path(paths.socket_path())
     listener = bind_listener(socket_path)
     return listener, ServeContext(socket_path, True, mode, log_location, socket_activated=False)
 
@@ -139,6 +154,7 @@ async def _serve(
     from stsd.daemon.service import Service
     from stsd.daemon.sessions import SessionManager
     from stsd.daemon.sources import SourceRegistry
+    from stsd.daemon.throttled_log import ThrottledLog
     from stsd.project.trust import TrustStore
 
     loop = asyncio.get_running_loop()
@@ -149,18 +165,20 @@ async def _serve(
         stop.set()
 
     clock = SystemClock()
+    throttled = ThrottledLog(log, monotonic=clock.monotonic)  # for refusals anyone can repeat at will
     sources = SourceRegistry(config)
     sessions = SessionManager(sources, clock, config)
     service = Service(
         sessions=sessions,
         sources=sources,
-        trust_store=TrustStore(paths.trust_dir()),
+        trust_store=TrustStore(Path(paths.trust_dir())),
         config=config,
         clock=clock,
         started_at=time.time(),
         mode=context.mode,
         socket_path=context.socket_path,
         log_location=context.log_location,
+        throttled=throttled,
     )
     status = SessionCountNotifier(sessions)
 
@@ -170,11 +188,14 @@ async def _serve(
         finally:
             status.update()
 
-    server = SocketServer(handle, ServerLimits(max_connections=_connection_budget()))
+    server = SocketServer(handle, ServerLimits(max_connections=_connection_budget()), throttled=throttled)
     await server.start(listener)
     renewals = asyncio.create_task(sessions.run())
     renewals.add_done_callback(_log_unexpected_end)
-    watchers = [asyncio.create_task(_poll_session_count(status))]
+    watchers = [
+        asyncio.create_task(_poll_session_count(status)),
+        asyncio.create_task(_flush_throttled_log(throttled)),
+    ]
     if context.socket_activated and config.idle_exit_seconds:
         # Socket activation starts us again on the next connection, so an unused daemon may leave.
         watchers.append(asyncio.create_task(_exit_when_idle(server, float(config.idle_exit_seconds), stop)))
@@ -198,6 +219,7 @@ async def _serve(
     await asyncio.gather(renewals, *watchers, return_exceptions=True)
     with contextlib.suppress(Exception):
         await sessions.close()
+    throttled.flush(everything=True)
     log.info("stopped")
     return 0
 
@@ -220,6 +242,13 @@ async def _poll_session_count(status: SessionCountNotifier) -> None:
     while True:
         await asyncio.sleep(STATUS_POLL_S)
         status.update()
+
+
+async def _flush_throttled_log(throttled: ThrottledLog) -> None:
+    """Sum up repeated refusals once their interval is over, even if no further one comes."""
+    while True:
+        await asyncio.sleep(throttled.interval_s / 2)
+        throttled.flush()
 
 
 async def _exit_when_idle(server: SocketServer, idle_exit_s: float, stop: asyncio.Event) -> None:

@@ -10,13 +10,13 @@ import logging
 import os
 import socket
 import stat
-import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stsd import paths, protocol
+from stsd import paths, protocol, wire
+from stsd.daemon.throttled_log import ThrottledLog
 
 log = logging.getLogger("stsd.server")
 
@@ -42,20 +42,6 @@ class SocketInUseError(Exception):
 
 class SocketSetupError(Exception):
     """The socket path cannot be used (unsafe directory, not a socket, bind failure)."""
-
-
-@dataclass(frozen=True)
-class PeerCredentials:
-    pid: int
-    uid: int
-    gid: int
-
-
-def peer_credentials(sock: socket.socket) -> PeerCredentials:
-    """The kernel's record of who is on the other end of a Unix stream socket (Linux SO_PEERCRED)."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", raw)
-    return PeerCredentials(pid=pid, uid=uid, gid=gid)
 
 
 def bind_listener(path: Path) -> socket.socket:
@@ -99,7 +85,7 @@ def _clear_stale_socket(path: Path) -> None:
                 raise SocketSetupError(f"cannot check {path}: {error.strerror}") from None
         else:
             # SO_PEERCRED on a client socket names the process that called listen(): the live daemon.
-            owner = peer_credentials(probe).pid
+            owner, _uid = wire.peer_credentials(probe)
             raise SocketInUseError(f"a daemon is already serving {path} (pid {owner})")
     log.info("replacing stale socket %s (no daemon answers on it)", path)
     with contextlib.suppress(FileNotFoundError):
@@ -109,9 +95,17 @@ def _clear_stale_socket(path: Path) -> None:
 class SocketServer:
     """Serves JSON-lines requests on a listening socket; replies come in order, one per line."""
 
-    def __init__(self, handle: Handler, limits: ServerLimits | None = None) -> None:
+    def __init__(
+        self,
+        handle: Handler,
+        limits: ServerLimits | None = None,
+        *,
+        throttled: ThrottledLog | None = None,
+    ) -> None:
         self._handle = handle
         self._limits = limits or ServerLimits()
+        # Refusals are logged through this: another user or a runaway script can repeat them at will.
+        self._throttled = throttled or ThrottledLog(log)
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._busy_requests = 0
@@ -171,12 +165,21 @@ class SocketServer:
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
-        peer = peer_credentials(sock)
-        if peer.uid != os.getuid():
-            log.warning("refused a connection from another user: pid %d uid %d", peer.pid, peer.uid)
+        peer_pid, peer_uid = wire.peer_credentials(sock)
+        if peer_uid != os.getuid():
+            self._throttled.warning(
+                "refused connections from other users",
+                "refused a connection from another user (uid %d, pid %d)",
+                peer_uid,
+                peer_pid,
+            )
             return
         if len(self._connections) > self._limits.max_connections:
-            log.warning("refused a connection: %d connections open", len(self._connections) - 1)
+            self._throttled.warning(
+                "refused connections at the limit",
+                "refused a connection: %d connections open",
+                len(self._connections) - 1,
+            )
             message = f"the daemon has {self._limits.max_connections} connections open; retry shortly"
             await self._send(writer, protocol.error(BUSY, message))
             return

@@ -4,8 +4,8 @@ project file and its trust, resolves the role request and hands out the session'
 from __future__ import annotations
 
 import logging
+import math
 import os
-import shlex
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -15,12 +15,14 @@ from typing import Any
 
 import psutil
 
-from stsd import __version__, protocol
+from stsd import __version__, protocol, terminal
 from stsd.daemon.clock import Clock
 from stsd.daemon.config import DaemonConfig
+from stsd.daemon.environment import effective_environment
 from stsd.daemon.requests import RequestError, RoleRequest, resolve_profile, resolve_request
-from stsd.daemon.sessions import RoleSession, SessionError, SessionManager
+from stsd.daemon.sessions import RenewLimited, RoleSession, SessionError, SessionManager
 from stsd.daemon.sources import SourceRegistry, aws_profiles
+from stsd.daemon.throttled_log import ThrottledLog
 from stsd.project.governing import governing_project
 from stsd.project.projectfile import (
     PROJECT_FILE_NAME,
@@ -30,6 +32,7 @@ from stsd.project.projectfile import (
     load_project_file,
 )
 from stsd.project.trust import TrustState, TrustStore
+from stsd.variables import CLEARED_VARIABLES, PROMPT_NAME_VARIABLE
 
 log = logging.getLogger("stsd.service")
 
@@ -42,8 +45,6 @@ CONSUMER_REFRESH_WINDOW = timedelta(minutes=15)
 AFTER_RENEWAL = timedelta(seconds=5)
 # When renewals fail and the credentials are already inside the window, ask at most this often.
 MIN_REFRESH_DELAY = timedelta(seconds=30)
-# Unset while a project's keys are exported: each would otherwise beat or shadow them in some SDK.
-CLEARED_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN")
 
 
 Operation = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
@@ -81,6 +82,7 @@ class Service:
         mode: str,
         socket_path: Path,
         log_location: str,
+        throttled: ThrottledLog | None = None,
     ) -> None:
         self._sessions = sessions
         self._sources = sources
@@ -91,6 +93,10 @@ class Service:
         self._mode = mode
         self._socket_path = socket_path
         self._log_location = log_location
+        # Refused forced renewals are logged through this: a script can repeat them at will.
+        self._throttled = throttled or ThrottledLog(log, monotonic=clock.monotonic)
+        # Read once: the daemon's environment does not change while it runs.
+        self._environment = effective_environment(os.environ)
         self._process = psutil.Process()
         self._operations: dict[str, Operation] = {
             "ping": self._ping,
@@ -235,12 +241,9 @@ class Service:
         if trust is TrustState.DENIED:
             raise _denied(project.path)
         if trust is not TrustState.ALLOWED:
-            raise RequestRefused(
-                protocol.UNTRUSTED,
-                f"{project.path} is new or changed and not trusted; review it, then run: "
-                f"stsd allow {shlex.quote(str(project.path.parent))}",
-                **where,
-            )
+            # The words every client shows (it re-quotes the advice for the user's own shell).
+            line = terminal.refusal_line(protocol.UNTRUSTED, str(project.path), None, terminal.DEFAULT_SHELL)
+            raise RequestRefused(protocol.UNTRUSTED, line, **where)
         try:
             role_request = resolve_request(project.settings, label=str(project.path), config=self._config)
         except RequestError as error:
@@ -253,6 +256,11 @@ class Service:
                 session = await self._sessions.renew(request)
             else:
                 session = await self._sessions.credentials(request)
+        except RenewLimited as limited:
+            self._throttled.info("refused forced renewals", "refused a forced renewal: %s", limited.message)
+            raise RequestRefused(
+                limited.code, limited.message, forced_renewal_at=_utc_text(limited.possible_at)
+            ) from None
         except SessionError as error:
             raise RequestRefused(error.code, error.message) from None
         if session.credentials is None:
@@ -274,7 +282,7 @@ class Service:
         )
         if target.region is not None:
             variables.update(AWS_REGION=target.region, AWS_DEFAULT_REGION=target.region)
-        variables["STSD_PROFILE"] = target.project.name
+        variables[PROMPT_NAME_VARIABLE] = target.project.name
         for name in CLEARED_VARIABLES:
             variables[name] = None
         return protocol.ok(
@@ -308,6 +316,7 @@ class Service:
             "socket": str(self._socket_path),
             "mode": self._mode,
             "log": self._log_location,
+            "environment": dict(self._environment),
         }
 
 
@@ -326,11 +335,8 @@ def _directory_field(request: Mapping[str, Any]) -> Path:
 
 
 def _denied(path: Path) -> RequestRefused:
-    return RequestRefused(
-        protocol.DENIED,
-        f"{path} is denied; to trust it after all run: stsd allow {shlex.quote(str(path.parent))}",
-        project=str(path),
-    )
+    line = terminal.refusal_line(protocol.DENIED, str(path), None, terminal.DEFAULT_SHELL)
+    return RequestRefused(protocol.DENIED, line, project=str(path))
 
 
 def _named_region(project: ProjectFile) -> str | None:
@@ -357,6 +363,7 @@ def _credential_process_json(session: RoleSession) -> dict[str, Any]:
 
 def _session_status(session: RoleSession, now: datetime) -> dict[str, Any]:
     expires = session.expires_at or (session.credentials.expiration if session.credentials else None)
+    forced = session.forced_renewal_at
     return {
         "label": session.label,
         "role_arn": session.role_arn,
@@ -369,6 +376,10 @@ def _session_status(session: RoleSession, now: datetime) -> dict[str, Any]:
         "last_error": session.last_error,
         "note": session.capped_note,
         "idle": session.idle,
+        # When `renew` may force a renewal again: now or later; null while a permanent failure blocks it.
+        "blocked": session.blocked,
+        "forced_renewal_at": _utc_text(forced) if forced else None,
+        "forced_renewal_in_s": max(0, math.ceil((forced - now).total_seconds())) if forced else None,
     }
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from stsd import protocol
 from stsd.daemon.clock import Clock
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.requests import RoleRequest
@@ -34,6 +36,9 @@ USABLE_MARGIN = timedelta(seconds=60)
 # The renewal loop never sleeps longer than this, re-reading the wall clock each time, so a machine that
 # was suspended past a renewal (monotonic time stood still) renews within this long of waking.
 MAX_SLEEP_STEP_SECONDS = 30.0
+# A forced renewal (the protocol's `renew`) can be asked for by anything running as the user, as often as
+# it likes: at most one per session per this interval reaches STS.
+FORCED_RENEWAL_INTERVAL = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,10 @@ class RoleSession:
     idle: bool = False
     retry_at: datetime | None = None  # next attempt after a failure
     error_code: str | None = None  # protocol code of last_error
+    # Filled in by SessionManager.sessions(): a permanent failure holds until the AWS files change, and
+    # when a forced renewal is possible again (None while blocked).
+    blocked: bool = False
+    forced_renewal_at: datetime | None = None
 
     @property
     def label(self) -> str:
@@ -85,6 +94,14 @@ class SessionError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class RenewLimited(SessionError):
+    """A forced renewal asked for within FORCED_RENEWAL_INTERVAL of the session's last one."""
+
+    def __init__(self, message: str, possible_at: datetime) -> None:
+        super().__init__(protocol.RENEW_LIMITED, message)
+        self.possible_at = possible_at
 
 
 @dataclass(frozen=True)
@@ -125,6 +142,8 @@ class _Slot:
         self.failures = 0
         self.retry_at: datetime | None = None
         self.blocked_at: tuple[FileStamp, ...] | None = None  # permanent failure: files as they were then
+        self.forced_wall: datetime | None = None  # the last forced renewal, on both clocks
+        self.forced_monotonic: float | None = None
         self.inflight: asyncio.Future[None] | None = None
 
     def snapshot(self) -> RoleSession:
@@ -148,6 +167,14 @@ class _Slot:
         if self.fetched_wall is None or self.fetched_monotonic is None:
             return wall
         return max(wall, self.fetched_wall + timedelta(seconds=monotonic - self.fetched_monotonic))
+
+    def forced_renewal_at(self, wall: datetime, monotonic: float) -> datetime:
+        """When a forced renewal is possible again (`wall` or earlier: now). Time since the last one is the
+        longer of what the two clocks say: a suspend does not prolong the wait, nor does a clock set back."""
+        if self.forced_wall is None or self.forced_monotonic is None:
+            return wall
+        elapsed = max(wall - self.forced_wall, timedelta(seconds=monotonic - self.forced_monotonic))
+        return wall + max(timedelta(0), FORCED_RENEWAL_INTERVAL - elapsed)
 
     def usable(self, now: datetime) -> bool:
         return (
@@ -216,9 +243,28 @@ class SessionManager:
         return slot.snapshot()
 
     async def renew(self, request: RoleRequest) -> RoleSession:
-        """Renew now, whatever the schedule or an earlier permanent failure; raises on failure."""
+        """Renew now, ahead of the schedule or a backoff; raises SessionError on failure. At most once per
+        FORCED_RENEWAL_INTERVAL per session (else RenewLimited), and never past a permanent failure: that
+        holds until the AWS config or credentials files change, however often anyone asks."""
         slot = self._touch(request)
-        slot.blocked_at = None
+        if self._blocked(slot):
+            raise SessionError(
+                slot.error_code or STS_DENIED,
+                f"{slot.last_error or 'renewal failed'} (not retried until the AWS config or credentials "
+                "files change)",
+            )
+        wall, monotonic = self._clock.wall(), self._clock.monotonic()
+        possible_at = slot.forced_renewal_at(wall, monotonic)
+        if possible_at > wall:
+            wait = math.ceil((possible_at - wall).total_seconds())
+            raise RenewLimited(
+                f"{slot.request.label or slot.request.role_arn} was renewed on request less than "
+                f"{FORCED_RENEWAL_INTERVAL.total_seconds():.0f} s ago; a forced renewal is possible again in "
+                f"{wait} s (at {possible_at.strftime('%Y-%m-%dT%H:%M:%SZ')}); the daemon renews ahead of "
+                "expiry on its own",
+                possible_at,
+            )
+        slot.forced_wall, slot.forced_monotonic = wall, monotonic
         slot.retry_at = None
         if slot.inflight is not None:
             # A fetch already running started before this call: wait for it, then fetch anew.
@@ -231,8 +277,19 @@ class SessionManager:
         return sum(1 for slot in self._slots.values() if slot.inflight is not None)
 
     def sessions(self) -> list[RoleSession]:
-        self._mark_idle(self._clock.wall())
-        return [slot.snapshot() for slot in self._slots.values()]
+        wall, monotonic = self._clock.wall(), self._clock.monotonic()
+        self._mark_idle(wall)
+        snapshots = []
+        for slot in self._slots.values():
+            blocked = self._blocked(slot)
+            snapshots.append(
+                replace(
+                    slot.snapshot(),
+                    blocked=blocked,
+                    forced_renewal_at=None if blocked else slot.forced_renewal_at(wall, monotonic),
+                )
+            )
+        return snapshots
 
     # -- background ----------------------------------------------------------------------------------
 

@@ -14,39 +14,17 @@ from types import MappingProxyType
 from typing import Any
 
 from stsd import aws_values
+from stsd.project import discovery
+from stsd.variables import MANAGED_PREFIXES, MANAGED_VARIABLES, REGION_VARIABLES, is_aws_variable
 
-PROJECT_FILE_NAME = ".stsd.toml"
+PROJECT_FILE_NAME = discovery.PROJECT_FILE_NAME
 MAX_FILE_BYTES = 64 * 1024  # a project file is a dozen lines; anything bigger is a mistake or an attack
 
 CREDENTIAL_SOURCES = ("Environment", "Ec2InstanceMetadata", "EcsContainer")
 MIN_DURATION_S = 900
 MAX_DURATION_S = 43200
 
-# Variables stsd sets or clears itself, or that would redirect where an SDK takes credentials from:
-# a project's [env] must not override them (they would mix another identity into the project's shell).
-MANAGED_VARIABLES = frozenset(
-    {
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_CREDENTIAL_EXPIRATION",
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_ACCOUNT_ID",
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "AWS_CONFIG_FILE",
-        "AWS_ROLE_ARN",
-        "AWS_ROLE_SESSION_NAME",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CREDENTIAL_PROCESS",
-    }
-)
-MANAGED_PREFIXES = ("AWS_CONTAINER_", "AWS_EC2_METADATA_", "AWS_SSO_")
-REGION_VARIABLES = frozenset({"AWS_REGION", "AWS_DEFAULT_REGION"})  # set from `region =`
-
 _PROFILE_NAME = re.compile(r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x20\x7f])?")
-_ENV_NAME = re.compile(r"AWS_[A-Z0-9_]+", re.ASCII)
 # key -> (pattern the whole value must match, what the error says is expected)
 _STRING_RULES = {
     "profile": (_PROFILE_NAME, "expected a profile name of ~/.aws/config (printable, no spaces at the ends)"),
@@ -116,18 +94,10 @@ class ProjectFileError(Exception):
 
 
 def find_project_file(start: Path) -> Path | None:
-    """The nearest `.stsd.toml` in `start` or a parent, up to `/`. Symlinks in `start` are kept as given
-    (the logical path, like the shell's $PWD), so a project is found where the user thinks they are."""
-    directory = Path(os.path.abspath(start))
-    while True:
-        candidate = directory / PROJECT_FILE_NAME
-        # lexists: a FIFO, directory or dangling link named .stsd.toml still governs (and is refused on
-        # load), rather than silently letting a parent project apply.
-        if os.path.lexists(candidate):
-            return candidate
-        if directory.parent == directory:
-            return None
-        directory = directory.parent
+    """The `.stsd.toml` governing `start` (stsd.project.discovery.discover: nearest walking up, logical
+    path, another user's file passed over), or None."""
+    found = discovery.find_project_file(os.fspath(start))
+    return Path(found) if found else None
 
 
 def load_project_file(path: Path) -> ProjectFile:
@@ -159,6 +129,12 @@ def _read_regular_file(path: Path) -> bytes:
         raise ProjectFileError(path, f"cannot be read: {error.strerror}") from None
     try:
         info = os.fstat(fd)
+        # Discovery passes such files over; this also covers a path given by hand and a file swapped in
+        # between discovery and this open.
+        if info.st_uid not in (os.getuid(), discovery.ROOT_UID):
+            raise ProjectFileError(
+                path, f"is owned by uid {info.st_uid}, not you or root; expected your own file (copy it)"
+            )
         if stat.S_ISDIR(info.st_mode):
             raise ProjectFileError(path, "is a directory; expected a plain TOML file")
         if not stat.S_ISREG(info.st_mode):
@@ -312,7 +288,7 @@ def _check_setting(key: str, value: Any) -> str | None:
 def _env_extras(table: Mapping[str, Any], locate: _KeyLocator) -> dict[str, str]:
     env: dict[str, str] = {}
     for name, value in table.items():
-        if not _ENV_NAME.fullmatch(name):
+        if not is_aws_variable(name):
             problem = "expected an AWS_* variable name (capitals, digits, _); stsd sets only AWS variables"
             raise locate.error(name, problem, table="env")
         if name in REGION_VARIABLES:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
+from stsd import launch
 from stsd.shells import bash, fish, zsh
 
 TYPE_CHECKING = False
@@ -16,19 +17,10 @@ if TYPE_CHECKING:
 
 SHELLS: dict[str, ModuleType] = {module.NAME: module for module in (bash, zsh, fish)}
 
-# Run by the hook on a transition: the client with `python -I -S`, importing stsd from the pinned root.
-# Skipping site (and the user's PYTHON* variables) saves most of the interpreter's start-up time.
-FAST_ENTRY = "import sys;sys.path.insert(0,sys.argv[1]);from stsd.client.transition import main;sys.exit(main(sys.argv[2:]))"
-
-
-def package_root() -> str:
-    """The directory holding the `stsd` package, as imported: symlinks kept, so upgrades in place work."""
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def script_text(shell: str) -> str:
     # stsd/shell is a symlink to the top-level shell/ in a checkout, and a copy of it in a wheel.
-    path = os.path.join(package_root(), "stsd", "shell", SHELLS[shell].SCRIPT)
+    path = os.path.join(launch.package_root(), "stsd", "shell", SHELLS[shell].SCRIPT)
     with open(path, encoding="utf-8") as file:
         return file.read()
 
@@ -37,9 +29,9 @@ def hook_text(shell: str, python: str | None = None) -> str:
     """The hook for `shell`, with the interpreter and package root pinned in front of the script."""
     module = SHELLS[shell]
     pinned = {
-        "_stsd_python": python or sys.executable,
-        "_stsd_root": package_root(),
-        "_stsd_entry": FAST_ENTRY,
+        "_stsd_python": python or launch.interpreter(),
+        "_stsd_root": launch.package_root(),
+        "_stsd_entry": launch.HOOK_ENTRY,
     }
     return module.assign(pinned) + script_text(shell)
 

@@ -9,6 +9,7 @@ if TYPE_CHECKING:  # annotations only: the client imports this on every transiti
     from collections.abc import Mapping
 
 NAME = "bash"
+quote = posix_quote  # one word of this shell for any string
 SCRIPT = "stsd.bash"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stsd.shells.quoting import check_name
+from stsd.shells.quoting import check_name, is_plain_word
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the client imports this on every transition, so keep it lean
@@ -14,6 +14,8 @@ SCRIPT = "stsd.fish"
 
 def quote(value: str) -> str:
     """A fish single-quoted word: inside '…' only backslash and quote are special, so escape just those."""
+    if is_plain_word(value):
+        return value
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 

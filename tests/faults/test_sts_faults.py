@@ -4,6 +4,7 @@ with growing, jittered backoff (counted on the wire), recovers by itself, and ne
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -167,7 +168,16 @@ def test_daemon_answers_a_failed_forced_renewal_with_a_clear_error_and_keeps_ser
     assert session["last_error"]
 
     proxy.set_mode("pass")
-    [recovered] = ask_daemon(world.socket, {"op": "renew", "profile": "alice-sts"})
-    assert recovered["ok"], recovered
-    assert recovered["credentials"]["AccessKeyId"] != held
+    # One forced renewal per session per interval: the failed one counts, so asking again is refused...
+    [again] = ask_daemon(world.socket, {"op": "renew", "profile": "alice-sts"})
+    assert again["ok"] is False and again["error"]["code"] == "renew_limited", again
+    assert "possible again in" in again["error"]["message"] and "\n" not in again["error"]["message"]
+    # ...and the daemon's own retry (backoff of 1-4 s in this config) recovers the session instead.
+    deadline = time.monotonic() + 30  # bounds a broken run only
+    while True:
+        [current] = ask_daemon(world.socket, {"op": "credentials", "profile": "alice-sts"})
+        if current["ok"] and current["credentials"]["AccessKeyId"] != held:
+            break
+        assert time.monotonic() < deadline, "the daemon did not retry the failed renewal"
+        time.sleep(0.2)
     assert proxied_daemon.process.poll() is None

@@ -16,8 +16,8 @@ import psutil
 import pytest
 from conftest import Daemon, World, ask_daemon
 
-from stsd.client.connection import CONNECT_TIMEOUT_S
 from stsd.daemon.server import ServerLimits
+from stsd.wire import CONNECT_TIMEOUT_S
 
 from .conftest import ask, closed_by_daemon, open_files_limit
 
@@ -171,7 +171,7 @@ def test_a_burst_of_connections_while_the_daemon_is_busy_is_queued_not_refused(
     try:
         for _ in range(burst):
             client = socket.socket(socket.AF_UNIX)
-            client.settimeout(CONNECT_TIMEOUT_S)  # as stsd.client.connection connects
+            client.settimeout(CONNECT_TIMEOUT_S)  # as stsd.wire connects
             try:
                 client.connect(str(world.socket))
                 clients.append(client)

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from stsd import paths
-from stsd.client import transition
+from stsd import terminal, wire
 from stsd.client.transition import STATE_VARIABLE, LoadedState, NoProject, Project, Refused, Unreachable, plan
 
 FILE = "/home/alice/project/.stsd.toml"
@@ -62,7 +61,7 @@ def test_renewal_in_same_project_keeps_pre_entry_values():
 
 
 def test_refusal_unloads_and_waits_for_the_user_not_the_clock():
-    answer = Refused(FILE, "untrusted", "new or changed")
+    answer = Refused(FILE, "untrusted", terminal.refusal_line("untrusted", FILE, None, "bash"))
     transition = plan(
         loaded_environment("2027-01-15T09:00:00Z"), answer, hook_file=FILE, shell_pid=42, now=NOW
     )
@@ -81,36 +80,9 @@ def test_unreadable_state_restores_nothing():
 
 
 @pytest.mark.parametrize(
-    "environment",
-    [
-        {"HOME": "/home/alice"},
-        {"HOME": "/home/alice", "XDG_RUNTIME_DIR": "/run/user/1000", "XDG_DATA_HOME": "/data"},
-        {
-            "HOME": "/home/alice",
-            "XDG_RUNTIME_DIR": "relative",
-            "XDG_DATA_HOME": "relative",
-            "STSD_SOCKET": "/s.sock",
-        },
-    ],
-)
-def test_quick_path_finds_the_same_socket_trust_and_runtime_as_stsd_paths(monkeypatch, environment):
-    for name in ("XDG_RUNTIME_DIR", "XDG_DATA_HOME", "STSD_SOCKET"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-
-    assert transition.socket_path() == str(paths.socket_path())
-    assert transition.runtime_dir() == str(paths.runtime_dir())
-    assert transition.trust_dir() == str(paths.trust_dir())
-
-
-@pytest.mark.parametrize(
     "text", ['{"a":[1,2.5,null,true,false],"b":{"c":"\\u00e9\\ud83e\\udd8a\\n"}}', '"x"', "[]"]
 )
 def test_quick_json_agrees_with_json_module(text):
-    assert transition.json_loads(text) == json.loads(text)
+    assert wire.json_loads(text) == json.loads(text)
     value = json.loads(text)
-    assert (
-        json.loads(transition.json_dumps(value) if not isinstance(value, list) else json.dumps(value))
-        == value
-    )
+    assert json.loads(wire.json_dumps(value)) == value
