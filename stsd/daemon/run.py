@@ -149,7 +149,7 @@ async def _serve(
         stop.set()
 
     clock = SystemClock()
-    sources = SourceRegistry(config)
+    sources = SourceRegistry(config, clock)
     sessions = SessionManager(sources, clock, config)
     service = Service(
         sessions=sessions,
