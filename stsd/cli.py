@@ -29,6 +29,7 @@ HANDLERS = {
     "allow": "stsd.client.commands:cmd_allow",
     "deny": "stsd.client.commands:cmd_deny",
     "credential-process": "stsd.client.commands:cmd_credential_process",
+    "mfa": "stsd.client.commands:cmd_mfa",
     "install-service": "stsd.install_service:cmd_install_service",
     "demo": "stsd.demo.run:cmd_demo",
 }
@@ -89,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--profile", help="a profile of ~/.aws/config")
     which.add_argument("--dir", help="a directory whose .stsd.toml names the role")
     which.add_argument("target", nargs="?", metavar="PROFILE-OR-PATH")
+
+    mfa = commands.add_parser(
+        "mfa", help="give the daemon an MFA code: one code unlocks every role and shell of that source"
+    )
+    mfa_target = mfa.add_mutually_exclusive_group()
+    mfa_target.add_argument("--profile", help="a profile of ~/.aws/config whose source needs the code")
+    mfa_target.add_argument("--dir", help="a project directory (default: the current one)")
+    mfa.add_argument("--code", help="the code (default: ask on the terminal, else read one line of stdin)")
 
     install = commands.add_parser("install-service", help="install the systemd user units")
     install.add_argument("--uninstall", action="store_true", help="remove the units instead")

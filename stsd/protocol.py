@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 VERSION = 1
 MAX_LINE_BYTES = 64 * 1024  # requests are tiny; anything larger is refused, not buffered
 
-OPS = ("ping", "env", "credentials", "status", "renew")
+OPS = ("ping", "env", "credentials", "status", "renew", "mfa")
 
 # Error codes a reply may carry; clients switch on these, the message is for people.
 BAD_REQUEST = "bad_request"
@@ -25,6 +25,8 @@ DENIED = "denied"
 UNKNOWN_PROFILE = "unknown_profile"
 SOURCE_ERROR = "source_error"
 STS_DENIED = "sts_denied"
+MFA_REQUIRED = "mfa_required"  # the source's MFA session is not held: `stsd mfa` (or mfa_process) starts one
+NO_MFA = "no_mfa"  # `mfa` asked for a target whose source has no mfa_serial
 STS_UNAVAILABLE = "sts_unavailable"
 TIMEOUT = "timeout"
 RENEW_LIMITED = "renew_limited"  # a forced renewal of this session came too soon after the last one

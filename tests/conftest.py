@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from mfa_stub import mfa_sts, mfa_world  # noqa: F401  (fixtures for tests of MFA sources, shells included)
 
 from stsd.demo.local_aws import LocalAws
 

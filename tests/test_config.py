@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stsd.aws_values import SESSION_NAME
-from stsd.daemon.config import ConfigError, DaemonConfig, load_config
+from stsd.daemon.config import ConfigError, DaemonConfig, SourceSettings, load_config
 
 
 def load(tmp_path: Path, text: str) -> DaemonConfig:
@@ -86,6 +86,36 @@ def test_unknown_key_is_named(tmp_path: Path) -> None:
 )
 def test_wrong_value_says_what_is_expected(tmp_path: Path, line: str, key: str) -> None:
     assert f": {key}: expected " in error_for(tmp_path, line + "\n")
+
+
+def test_mfa_settings_apply_to_every_source_or_to_one_profile(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        'mfa_session_duration = 28800\nmfa_process = "pass otp aws/work"\n\n'
+        '[profiles.alice]\nmfa_process = ["oathtool", "--totp", "-b", "KEY"]\n\n'
+        "[profiles.bob]\nmfa_session_duration = 3600\n",
+    )
+
+    assert config.source_settings("alice") == SourceSettings(28800, ("oathtool", "--totp", "-b", "KEY"))
+    assert config.source_settings("bob") == SourceSettings(3600, ("pass", "otp", "aws/work"))
+    assert config.source_settings("carol") == SourceSettings(28800, ("pass", "otp", "aws/work"))
+    assert DaemonConfig().source_settings("alice") == SourceSettings(43200, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("mfa_session_duration = 899\n", "mfa_session_duration: expected whole seconds from 900..129600"),
+        ("mfa_session_duration = 129601\n", "mfa_session_duration: expected whole seconds from 900..129600"),
+        ('mfa_process = ""\n', "mfa_process: expected a command that prints a one-time code"),
+        ("mfa_process = []\n", "mfa_process: expected a command"),
+        ("[profiles.alice]\nmfa_session_duration = 60\n", "profiles.alice.mfa_session_duration: expected"),
+        ("[profiles.alice]\nregion = 'eu-west-1'\n", "profiles.alice.region: unknown setting"),
+        ("profiles = 1\n", "profiles: expected tables like [profiles.NAME]"),
+    ],
+)
+def test_mfa_settings_out_of_range_say_what_is_expected(tmp_path: Path, text: str, where: str) -> None:
+    assert where in error_for(tmp_path, text)
 
 
 def test_backoff_ceiling_below_floor_is_rejected(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def run_full_scenario(world: World) -> list[str]:
         ]
     messages += [
         {"op": "credentials", "profile": "alice-sts"},
-        {"op": "credentials", "profile": "alice"},  # the source profile itself is not a role: refused
+        {"op": "credentials", "profile": "alice"},  # keys, no role: a session token, never the keys
         {"op": "renew", "dir": str(directories["app"])},
         {"op": "renew", "profile": "alice-sts"},
         {"op": "status"},

@@ -115,11 +115,61 @@ def test_unknown_profile_is_named(world_env: Any) -> None:
     assert "'nope'" in error.message
 
 
-def test_profile_without_role_is_not_a_role_profile(world_env: Any) -> None:
-    error = profile_error("alice")
+def test_profile_without_role_or_keys_is_refused(world_env: Any) -> None:
+    add_profiles(world_env, "[profile bare]\nregion = eu-west-1\n")
+
+    error = profile_error("bare")
 
     assert error.code == "unknown_profile"
-    assert "not a role profile" in error.message
+    assert "not a role profile (no role_arn) and holds no access keys" in error.message
+
+
+def test_profile_with_keys_and_no_role_is_its_own_session_token(world_env: Any) -> None:
+    request = resolve_profile("alice", config=CONFIG)
+
+    assert request == RoleRequest(
+        source=SourceSpec(profile="alice", session_token=True),
+        role_arn=None,
+        external_id=None,
+        session_name=None,
+        duration_seconds=None,
+        region=REGION,
+    )
+    assert request.account is None
+    assert resolve_request(RoleSettings(profile="alice"), label=PROJECT, config=CONFIG) == request
+
+
+def test_role_keys_next_to_a_keys_only_profile_are_refused(world_env: Any) -> None:
+    error = project_error(RoleSettings(profile="alice", external_id="alice"))
+
+    assert error.code == "invalid_project"
+    assert error.message == (
+        f"{PROJECT}: external_id: applies to a role; profile 'alice' has keys and no role_arn, "
+        "so it gets a session of its own"
+    )
+
+
+def test_mfa_serial_makes_the_source_an_mfa_session_wherever_it_is_written(world_env: Any) -> None:
+    serial = "arn:aws:iam::123456789012:mfa/alice"
+    add_profiles(
+        world_env,
+        f"[profile with-mfa]\nrole_arn = {ROLE_ARN}\nsource_profile = alice\nmfa_serial = {serial}\n",
+    )
+    mfa_source = SourceSpec(profile="alice", mfa_serial=serial)
+
+    on_role_profile = resolve_profile("with-mfa", config=CONFIG)
+    inline = resolve_request(
+        RoleSettings(role_arn=ROLE_ARN, source_profile="alice", mfa_serial=serial),
+        label=PROJECT,
+        config=CONFIG,
+    )
+    over_a_profile = resolve_request(
+        RoleSettings(profile=ROLE_NAME, mfa_serial=serial), label=PROJECT, config=CONFIG
+    )
+
+    assert on_role_profile.source == inline.source == over_a_profile.source == mfa_source
+    assert mfa_source.session_token and on_role_profile.mfa_serial == serial
+    assert mfa_source.base == SourceSpec(profile="alice")
 
 
 def test_project_naming_an_unknown_profile_is_reported(world_env: Any) -> None:

@@ -70,7 +70,7 @@ class Harness:
     def __init__(self, config: DaemonConfig, clock: FakeClock, rng: random.Random) -> None:
         self.config = config
         self.clock = clock
-        self.sources = SourceRegistry(config)
+        self.sources = SourceRegistry(config, clock)
         self.manager = SessionManager(self.sources, clock, config, rng=rng)
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -221,20 +221,6 @@ def test_requests_differing_only_in_label_share_a_session(world_env: Any) -> Non
 
     assert calls == 1
     assert first.credentials == second.credentials
-
-
-def test_mfa_profiles_get_a_clear_unsupported_error(world_env: Any) -> None:
-    async def scenario() -> tuple[SessionError, int]:
-        async with harness() as h:
-            with pytest.raises(SessionError) as raised:
-                await h.manager.credentials(role_request(mfa_serial=f"arn:aws:iam::{ACCOUNT_ID}:mfa/alice"))
-            return raised.value, h.manager.assume_role_calls
-
-    error, calls = run(scenario())
-
-    assert error.code == "sts_denied"
-    assert "mfa_serial" in error.message
-    assert calls == 0
 
 
 # -- renewing ahead ---------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_no_long_term_secret_in_replies_or_cli_output(
         ("status", "--json"),
         ("credential-process", "alice-sts"),
         ("credential-process", str(project)),
-        ("credential-process", "alice"),  # the source profile itself: must be refused, not exported
+        ("credential-process", "alice"),  # keys and no role: a session token at most, never the keys
         ("exec", "--dir", str(project), "--", sys.executable, "-c", "import os; print(dict(os.environ))"),
     ):
         result = world.stsd(*args, cwd=str(project))

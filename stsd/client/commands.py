@@ -1,4 +1,4 @@
-"""The client commands `env`, `exec`, `credential-process`, `allow`, `deny` and `status`: ask the daemon,
+"""The client commands `env`, `exec`, `credential-process`, `mfa`, `allow`, `deny` and `status`: ask the daemon,
 render its answer, one clear line on stderr when something is wrong. Standard library only, and lean at
 the top (no json, pathlib or argparse module): SDKs run `credential-process` for every process they
 start, so what `env`, `exec` and `credential-process` need is all this module imports up front."""
@@ -122,6 +122,48 @@ def cmd_credential_process(args: argparse.Namespace) -> int:
     document = {"Version": 1, **{key: credentials[key] for key in CREDENTIAL_PROCESS_KEYS}}
     print(json_dumps(document))
     return EXIT_OK
+
+
+def cmd_mfa(args: argparse.Namespace) -> int:
+    """`stsd mfa [--profile NAME | --dir DIR] [--code CODE]`: start the MFA session of a source with a code
+    (from --code, else asked on the terminal, else one line of stdin); the daemon never prompts."""
+    try:
+        if args.profile is not None:
+            target: dict[str, Any] = {"profile": args.profile}
+        else:
+            target = {"dir": _existing_directory(args.dir or ".")}
+        code = args.code
+        if code is None:
+            # Ask first which source and device it is (and whether it needs a code at all).
+            about = _ask({"op": "mfa", **target})
+            code = _read_code(about)
+        code = code.strip()
+        from stsd import aws_values  # re: only for this command, not on credential-process's path
+
+        if not aws_values.MFA_CODE.fullmatch(code):
+            raise CommandError("expected the 6 digits your MFA device shows", EXIT_USAGE)
+        reply = _ask({"op": "mfa", **target, "code": code})
+    except CommandError as error:
+        return _fail(error)
+    session = reply.get("session") or {}
+    until = session.get("expires_at") or "?"
+    print(_one_line(f"stsd: MFA session for {reply.get('source', '?')} held until {until}"))
+    return EXIT_OK
+
+
+def _read_code(about: Mapping[str, Any]) -> str:
+    """One line from the terminal (with a prompt naming the device) or from stdin when it is not one."""
+    device = (about.get("session") or {}).get("mfa_serial") or "your MFA device"
+    if sys.stdin.isatty():
+        print(_one_line(f"MFA code for {about.get('source', '?')} ({device}): "), end="", file=sys.stderr)
+        sys.stderr.flush()
+    try:
+        line = sys.stdin.readline()
+    except (OSError, UnicodeDecodeError):
+        line = ""
+    if not line.strip():
+        raise CommandError("no MFA code given: type it, pipe it in, or use --code", EXIT_USAGE)
+    return line
 
 
 def cmd_allow(args: argparse.Namespace) -> int:
@@ -249,7 +291,29 @@ def _render_sources(sources: list[Mapping[str, Any]]) -> str:
         if source.get("error"):
             line += f"  error: {source['error']}"
         lines.append(_one_line(line))
+        session = source.get("session")
+        if isinstance(session, dict):
+            lines.append(_one_line(f"    {_session_token_line(session)}"))
+            if session.get("last_error"):
+                lines.append(_one_line(f"    last error  {session['last_error']}"))
     return "\n".join(lines)
+
+
+def _session_token_line(session: Mapping[str, Any]) -> str:
+    """One line on a source's GetSessionToken (MFA) session: held until when, ending, or a code needed."""
+    what = "MFA session" if session.get("mfa_serial") else "session"
+    left = session.get("expires_in_s")
+    if session.get("held") and isinstance(left, (int, float)):
+        line = f"{what}  held until {session.get('expires_at')} ({_duration(left)} left)"
+        if session.get("ending_soon"):
+            line += "; ends soon: run stsd mfa for a new one"
+        elif session.get("mfa_process"):
+            line += "; renewed with mfa_process"
+        return line
+    if session.get("needs_code"):
+        ended = f"ended {session['ended_at']}; " if session.get("ended_at") else ""
+        return f"{what}  {ended}needs a code: run stsd mfa"
+    return f"{what}  none held yet"
 
 
 def _render_sessions(sessions: list[Mapping[str, Any]]) -> str:
@@ -258,10 +322,13 @@ def _render_sessions(sessions: list[Mapping[str, Any]]) -> str:
     lines = ["sessions"]
     for session in sessions:
         lines.append(_one_line(f"  {session.get('label') or session.get('role_arn') or '?'}"))
-        role = session.get("role_arn") or "?"
-        if session.get("account"):
-            role += f" (account {session['account']})"
-        lines.append(_one_line(f"    role        {role}"))
+        if session.get("role_arn"):
+            role = str(session["role_arn"])
+            if session.get("account"):
+                role += f" (account {session['account']})"
+            lines.append(_one_line(f"    role        {role}"))
+        else:
+            lines.append(_one_line(f"    session of  {session.get('source') or '?'} (no role)"))
         if session.get("assumed_role_arn"):
             lines.append(_one_line(f"    identity    {session['assumed_role_arn']}"))
         lines.append(_one_line(f"    expires     {_expiry(session)}"))

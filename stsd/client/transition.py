@@ -118,7 +118,9 @@ def plan(
             refresh_at = int(now) + RETRY_UNREACHABLE_S
     elif isinstance(answer, Refused):
         notice = Notice(f"{answer.code}:{answer.project_file}", f"stsd: {answer.message}")
-        if answer.code not in _WAIT_FOR_USER:
+        if answer.code == "mfa_required":
+            refresh_at = int(now)  # `stsd mfa` (in any shell) unlocks it: ask again at the next prompt
+        elif answer.code not in _WAIT_FOR_USER:
             refresh_at = int(now) + RETRY_AFTER_S
     if new_state is None and state is not None:
         info = f"stsd: unloaded {state.name}"

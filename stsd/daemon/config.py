@@ -9,10 +9,13 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import shlex
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from stsd import aws_values
@@ -46,6 +49,14 @@ def default_region() -> str:
 
 
 @dataclass(frozen=True)
+class SourceSettings:
+    """How the daemon keeps one source profile's GetSessionToken (MFA) session."""
+
+    mfa_session_duration: int = aws_values.SESSION_TOKEN_DEFAULT_SECONDS
+    mfa_process: tuple[str, ...] | None = None  # argv of a program that prints a one-time code
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     renew_before_seconds: int = 1200
     renew_jitter_seconds: int = 120
@@ -58,6 +69,14 @@ class DaemonConfig:
     region: str = field(default_factory=default_region)
     role_session_name: str = field(default_factory=default_role_session_name)
     idle_exit_seconds: int | None = None
+    mfa_session_duration: int = aws_values.SESSION_TOKEN_DEFAULT_SECONDS
+    mfa_process: tuple[str, ...] | None = None
+    profiles: Mapping[str, SourceSettings] = field(default_factory=lambda: MappingProxyType({}))
+
+    def source_settings(self, profile: str | None) -> SourceSettings:
+        """The [profiles.NAME] table of a source profile, else the top-level settings."""
+        own = self.profiles.get(profile) if profile is not None else None
+        return own or SourceSettings(self.mfa_session_duration, self.mfa_process)
 
     @property
     def sts_wait_seconds(self) -> float:
@@ -85,6 +104,21 @@ _RULES: dict[str, tuple[tuple[type, ...], str, Any]] = {
     ),
     "idle_exit_seconds": ((int,), "a whole number of seconds > 0", lambda v: v > 0),
 }
+# Settings a [profiles.NAME] table may hold too (they apply to that source profile only).
+_SESSION_TOKEN_RANGE = f"{aws_values.SESSION_TOKEN_MIN_SECONDS}..{aws_values.SESSION_TOKEN_MAX_SECONDS}"
+_SOURCE_RULES: dict[str, tuple[tuple[type, ...], str, Any]] = {
+    "mfa_session_duration": (
+        (int,),
+        f"whole seconds from {_SESSION_TOKEN_RANGE} (what GetSessionToken allows an IAM user)",
+        lambda v: aws_values.SESSION_TOKEN_MIN_SECONDS <= v <= aws_values.SESSION_TOKEN_MAX_SECONDS,
+    ),
+    "mfa_process": (
+        (str, list),
+        'a command that prints a one-time code: "program arg ..." or ["program", "arg", ...]',
+        lambda v: bool(_command(v)),
+    ),
+}
+_RULES.update(_SOURCE_RULES)
 
 
 def load_config(path: Path) -> DaemonConfig:
@@ -101,17 +135,52 @@ def load_config(path: Path) -> DaemonConfig:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: {error}") from None
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in _RULES:
-            known = ", ".join(sorted(_RULES))
-            raise ConfigError(f"{path}: {key}: unknown setting; expected one of {known}")
-        types, expected, check = _RULES[key]
-        # bool is an int subclass in Python; `renew_before_seconds = true` is a mistake, not 1.
-        if isinstance(value, bool) or not isinstance(value, types) or not check(value):
-            raise ConfigError(f"{path}: {key}: expected {expected}")
-        values[key] = value
+    profiles = table.pop("profiles", {})
+    values = _checked(path, table, _RULES, where="")
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{path}: profiles: expected tables like [profiles.NAME] with mfa_process = ...")
     config = DaemonConfig(**values)
     if config.backoff_initial_seconds > config.backoff_max_seconds:
         raise ConfigError(f"{path}: backoff_max_seconds: expected >= backoff_initial_seconds")
-    return config
+    own: dict[str, SourceSettings] = {}
+    for name, settings in profiles.items():
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{path}: profiles.{name}: expected a table ([profiles.{name}])")
+        checked = _checked(path, settings, _SOURCE_RULES, where=f"profiles.{name}.")
+        own[name] = SourceSettings(
+            mfa_session_duration=checked.get("mfa_session_duration", config.mfa_session_duration),
+            mfa_process=checked.get("mfa_process", config.mfa_process),
+        )
+    return DaemonConfig(**values, profiles=MappingProxyType(own))
+
+
+def _checked(
+    path: Path,
+    table: Mapping[str, Any],
+    rules: Mapping[str, tuple[tuple[type, ...], str, Any]],
+    *,
+    where: str,
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in rules:
+            known = ", ".join(sorted([*rules, *(("profiles",) if not where else ())]))
+            raise ConfigError(f"{path}: {where}{key}: unknown setting; expected one of {known}")
+        types, expected, check = rules[key]
+        # bool is an int subclass in Python; `renew_before_seconds = true` is a mistake, not 1.
+        if isinstance(value, bool) or not isinstance(value, types) or not check(value):
+            raise ConfigError(f"{path}: {where}{key}: expected {expected}")
+        values[key] = _command(value) if key == "mfa_process" else value
+    return values
+
+
+def _command(value: str | list[Any]) -> tuple[str, ...] | None:
+    """A command line as argv (run without a shell, like botocore runs credential_process)."""
+    if isinstance(value, list):
+        ok = value and all(isinstance(part, str) and part and "\0" not in part for part in value)
+        return tuple(value) if ok else None
+    try:
+        argv = shlex.split(value)
+    except ValueError:
+        return None
+    return tuple(argv) if argv and "\0" not in value else None

@@ -1,5 +1,6 @@
-"""RoleRequest: one fully resolved, validated AssumeRole request (one session per distinct request), built
-from a project's RoleSettings or from a ~/.aws/config role profile, read through botocore's config loader."""
+"""RoleRequest: one fully resolved, validated request for a session (one session per distinct request):
+AssumeRole from a source, or a source's own GetSessionToken session when a profile with access keys and no
+role governs. Built from a project's RoleSettings or a ~/.aws/config profile, read through botocore."""
 
 from __future__ import annotations
 
@@ -33,24 +34,38 @@ ROLE_KEYS = (
     "mfa_serial",
 )
 _SOURCE_KEYS = ("source_profile", "credential_source")
+# Keys that mean something only next to a role: refused for a profile with keys and no role.
+_ROLE_ONLY_KEYS = (
+    "source_profile",
+    "credential_source",
+    "external_id",
+    "role_session_name",
+    "duration_seconds",
+)
 
 
 @dataclass(frozen=True)
 class RoleRequest:
-    """One session per distinct request; `label` only says what status shows, so it is not identity."""
+    """One session per distinct request; `label` only says what status shows, so it is not identity.
+
+    With `role_arn` None there is no role: the session is the source's own GetSessionToken session (the
+    source spec says so), never its long-term keys."""
 
     source: SourceSpec
-    role_arn: str
+    role_arn: str | None
     external_id: str | None
-    session_name: str
+    session_name: str | None  # None without a role
     duration_seconds: int | None  # None = the STS default (3600 s)
     region: str
-    mfa_serial: str | None = None
     label: str = field(default="", compare=False)
 
     @property
-    def account(self) -> str:
-        return self.role_arn.split(":")[4]
+    def account(self) -> str | None:
+        return self.role_arn.split(":")[4] if self.role_arn else None
+
+    @property
+    def mfa_serial(self) -> str | None:
+        return self.source.mfa_serial
 
 
 class RequestError(Exception):
@@ -77,9 +92,16 @@ def resolve_request(settings: RoleSettings, *, label: str, config: DaemonConfig)
     profiles: Mapping[str, Mapping[str, Any]] = {}
     if settings.profile is not None or settings.source_profile is not None:
         profiles = _load_profiles(label)
+    inline = {key: getattr(settings, key) for key in ROLE_KEYS if getattr(settings, key, None) is not None}
+    if (
+        settings.profile is not None
+        and "role_arn" not in inline
+        and _keys_only(profiles.get(settings.profile))
+    ):
+        own = {key: _Value(value, label, INVALID_PROJECT) for key, value in inline.items()}
+        return _session_request(settings.profile, profiles, own, label=label, config=config)
     if settings.profile is not None:
         values = _profile_values(settings.profile, profiles, origin=label)
-    inline = {key: getattr(settings, key) for key in ROLE_KEYS if getattr(settings, key, None) is not None}
     if any(key in inline for key in _SOURCE_KEYS):
         # The project names its own source: the profile's source keys do not mix with it.
         for key in _SOURCE_KEYS:
@@ -96,8 +118,52 @@ def resolve_profile(name: str, *, config: DaemonConfig) -> RoleRequest:
     """The request a ~/.aws/config role profile describes (for `credential-process PROFILE`)."""
     label = f"profile {name}"
     profiles = _load_profiles(label)
+    if _keys_only(profiles.get(name)):
+        return _session_request(name, profiles, {}, label=label, config=config)
     values = _profile_values(name, profiles, origin=label)
     return _build(values, profiles, own_profile=name, label=label, config=config)
+
+
+def _keys_only(profile: Mapping[str, Any] | None) -> bool:
+    """A profile with access keys and no role: it governs with a session of its own."""
+    return profile is not None and has_static_keys(profile) and "role_arn" not in profile
+
+
+def _session_request(
+    name: str,
+    profiles: Mapping[str, Mapping[str, Any]],
+    inline: Mapping[str, _Value],
+    *,
+    label: str,
+    config: DaemonConfig,
+) -> RoleRequest:
+    """The request for a keys-only profile's own GetSessionToken session (with MFA when it names one)."""
+    for key in _ROLE_ONLY_KEYS:
+        if key in inline:
+            _fail(
+                inline[key],
+                key,
+                f"applies to a role; profile {name!r} has keys and no role_arn, so it gets a session of its own",
+            )
+    where = f"profile {name}"
+    profile = profiles[name]
+    mfa_serial = inline.get("mfa_serial")
+    if mfa_serial is None and "mfa_serial" in profile:
+        mfa_serial = _Value(profile["mfa_serial"], where, UNKNOWN_PROFILE)
+    region = inline.get("region")
+    if region is None and "region" in profile:
+        region = _Value(profile["region"], where, UNKNOWN_PROFILE)
+    if region is not None and not aws_values.REGION.fullmatch(str(region.value)):
+        _fail(region, "region", 'expected a region name like "eu-west-1"')
+    return RoleRequest(
+        source=SourceSpec(profile=name, session_token=True, mfa_serial=_mfa_serial(mfa_serial)),
+        role_arn=None,
+        external_id=None,
+        session_name=None,
+        duration_seconds=None,
+        region=str(region.value) if region else config.region,
+        label=label,
+    )
 
 
 def _load_profiles(origin: str) -> Mapping[str, Mapping[str, Any]]:
@@ -117,7 +183,10 @@ def _profile_values(
     if profile is None:
         raise RequestError(UNKNOWN_PROFILE, f"{origin}: profile {name!r} is not in your AWS config")
     if "role_arn" not in profile:
-        raise RequestError(UNKNOWN_PROFILE, f"{origin}: profile {name!r} is not a role profile (no role_arn)")
+        raise RequestError(
+            UNKNOWN_PROFILE,
+            f"{origin}: profile {name!r} is not a role profile (no role_arn) and holds no access keys",
+        )
     where = f"profile {name}"
     return {key: _Value(profile[key], where, UNKNOWN_PROFILE) for key in ROLE_KEYS if key in profile}
 
@@ -143,9 +212,7 @@ def _build(
     region = values.get("region")
     if region is not None and not aws_values.REGION.fullmatch(str(region.value)):
         _fail(region, "region", 'expected a region name like "eu-west-1"')
-    mfa_serial = values.get("mfa_serial")
-    if mfa_serial is not None and not aws_values.MFA_SERIAL.fullmatch(str(mfa_serial.value)):
-        _fail(mfa_serial, "mfa_serial", "expected an MFA device ARN or serial number")
+    source = _with_mfa(source, values.get("mfa_serial"), profiles)
     return RoleRequest(
         source=source,
         role_arn=role_arn.value,
@@ -153,9 +220,49 @@ def _build(
         session_name=str(session_name.value) if session_name else config.role_session_name,
         duration_seconds=_duration(values.get("duration_seconds")),
         region=str(region.value) if region else config.region,
-        mfa_serial=str(mfa_serial.value) if mfa_serial else None,
         label=label,
     )
+
+
+def _with_mfa(
+    source: SourceSpec, mfa_serial: _Value | None, profiles: Mapping[str, Mapping[str, Any]]
+) -> SourceSpec:
+    """The source as an MFA session when the role (project or role profile) or the source profile names an
+    mfa_serial: the daemon holds one GetSessionToken session with MFA per source and assumes roles from it."""
+    source_profile = profiles.get(source.profile) if source.profile is not None else None
+    if (
+        mfa_serial is None
+        and source_profile is not None
+        and has_static_keys(source_profile)
+        and "mfa_serial" in source_profile
+    ):
+        mfa_serial = _Value(source_profile["mfa_serial"], f"profile {source.profile}", UNKNOWN_PROFILE)
+    serial = _mfa_serial(mfa_serial)
+    if serial is None or mfa_serial is None:
+        return source
+    if source.credential_source is not None:
+        _fail(
+            mfa_serial,
+            "mfa_serial",
+            "expected a source_profile with access keys; an MFA session (GetSessionToken) needs long-term "
+            "keys, which credential_source does not give",
+        )
+    if source_profile is None or not has_static_keys(source_profile):
+        _fail(
+            mfa_serial,
+            "mfa_serial",
+            f"expected source profile {source.profile!r} to hold access keys; an MFA session "
+            "(GetSessionToken) needs long-term keys",
+        )
+    return SourceSpec(profile=source.profile, mfa_serial=serial)
+
+
+def _mfa_serial(value: _Value | None) -> str | None:
+    if value is None:
+        return None
+    if not aws_values.MFA_SERIAL.fullmatch(str(value.value)):
+        _fail(value, "mfa_serial", "expected an MFA device ARN or serial number")
+    return str(value.value)
 
 
 def _source(
@@ -202,6 +309,14 @@ def _check_source_chain(
         profile = profiles.get(name)
         if profile is None:
             _fail(blame, "source_profile", f"profile {name!r} is not in your AWS config or credentials file")
+        if not has_static_keys(profile) and "role_arn" in profile and "mfa_serial" in profile:
+            # botocore would want to prompt for a code on each load; the daemon never prompts.
+            _fail(
+                blame,
+                "source_profile",
+                f"profile {name!r} is a role that needs MFA; put mfa_serial on the role you use "
+                "(or on the profile with the keys), not on a role used as a source",
+            )
         if has_static_keys(profile) or "role_arn" not in profile or "source_profile" not in profile:
             return
         name = str(profile["source_profile"])

@@ -166,7 +166,7 @@ async def _serve(
 
     clock = SystemClock()
     throttled = ThrottledLog(log, monotonic=clock.monotonic)  # for refusals anyone can repeat at will
-    sources = SourceRegistry(config)
+    sources = SourceRegistry(config, clock)
     sessions = SessionManager(sources, clock, config)
     service = Service(
         sessions=sessions,

@@ -3,25 +3,27 @@ project file and its trust, resolves the role request and hands out the session'
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from stsd import __version__, protocol, terminal
-from stsd.daemon.clock import Clock
+from stsd import __version__, aws_values, protocol, terminal
+from stsd.daemon.clock import Clock, utc_text
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.environment import effective_environment
 from stsd.daemon.requests import RequestError, RoleRequest, resolve_profile, resolve_request
+from stsd.daemon.session_token import ENDING_SOON
 from stsd.daemon.sessions import RenewLimited, RoleSession, SessionError, SessionManager
-from stsd.daemon.sources import SourceRegistry, aws_profiles
+from stsd.daemon.sources import SessionTokenStatus, SourceError, SourceRegistry, SourceStatus, aws_profiles
 from stsd.daemon.throttled_log import ThrottledLog
 from stsd.project.governing import governing_project
 from stsd.project.projectfile import (
@@ -104,6 +106,7 @@ class Service:
             "credentials": self._credentials,
             "status": self._status,
             "renew": self._renew,
+            "mfa": self._mfa,
         }
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -188,12 +191,36 @@ class Service:
         now = self._clock.wall()
         return protocol.ok(
             daemon=self._daemon_status(),
-            sources=[
-                {"name": s.name, "kind": s.kind, "identity_arn": s.identity_arn, "error": s.error}
-                for s in self._sources.statuses()
-            ],
+            sources=[_source_status(source, now) for source in self._sources.statuses()],
             sessions=[_session_status(session, now) for session in self._sessions.sessions()],
             project=governing_project(directory, self._trust) if directory is not None else None,
+        )
+
+    async def _mfa(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """With `code`: start the MFA session of the target's source (one GetSessionToken), which every
+        role and shell of that source then uses. Without: say which source and device it is about."""
+        code = request.get("code")
+        if code is not None and (not isinstance(code, str) or not aws_values.MFA_CODE.fullmatch(code)):
+            raise RequestRefused(protocol.BAD_REQUEST, "code: expected the 6 digits your MFA device shows")
+        role_request = self._credentials_target({k: v for k, v in request.items() if k != "code"})
+        spec = role_request.source
+        if spec.mfa_serial is None:
+            raise RequestRefused(
+                protocol.NO_MFA,
+                f"{role_request.label}: its source ({spec.name}) has no mfa_serial; no MFA code is needed",
+            )
+        if code is not None:
+            try:
+                session = await asyncio.to_thread(self._sources.unlock, spec, code)
+            except SourceError as error:
+                raise RequestRefused(error.code, error.message) from None
+            self._sessions.wake()  # sessions waiting for this source's code may renew now
+        else:
+            session = self._sources.provider(spec).status().session
+        assert session is not None
+        return protocol.ok(
+            source=spec.short_name,
+            session=_session_token_status(session, self._clock.wall()),
         )
 
     # -- parts ---------------------------------------------------------------------------------------
@@ -259,7 +286,7 @@ class Service:
         except RenewLimited as limited:
             self._throttled.info("refused forced renewals", "refused a forced renewal: %s", limited.message)
             raise RequestRefused(
-                limited.code, limited.message, forced_renewal_at=_utc_text(limited.possible_at)
+                limited.code, limited.message, forced_renewal_at=utc_text(limited.possible_at)
             ) from None
         except SessionError as error:
             raise RequestRefused(error.code, error.message) from None
@@ -278,7 +305,7 @@ class Service:
             AWS_ACCESS_KEY_ID=credentials.access_key_id,
             AWS_SECRET_ACCESS_KEY=credentials.secret_access_key.reveal(),
             AWS_SESSION_TOKEN=credentials.session_token.reveal(),
-            AWS_CREDENTIAL_EXPIRATION=_utc_text(credentials.expiration),
+            AWS_CREDENTIAL_EXPIRATION=utc_text(credentials.expiration),
         )
         if target.region is not None:
             variables.update(AWS_REGION=target.region, AWS_DEFAULT_REGION=target.region)
@@ -288,7 +315,7 @@ class Service:
         return protocol.ok(
             project={"path": str(target.project.path), "name": target.project.name},
             vars=variables,
-            expiration=_utc_text(credentials.expiration),
+            expiration=utc_text(credentials.expiration),
             refresh_at=self._refresh_at(session),
         )
 
@@ -357,7 +384,40 @@ def _credential_process_json(session: RoleSession) -> dict[str, Any]:
         "AccessKeyId": credentials.access_key_id,
         "SecretAccessKey": credentials.secret_access_key.reveal(),
         "SessionToken": credentials.session_token.reveal(),
-        "Expiration": _utc_text(credentials.expiration),
+        "Expiration": utc_text(credentials.expiration),
+    }
+
+
+def _source_status(source: SourceStatus, now: datetime) -> dict[str, Any]:
+    return {
+        "name": source.name,
+        "kind": source.kind,
+        "identity_arn": source.identity_arn,
+        "error": source.error,
+        "session": _session_token_status(source.session, now) if source.session else None,
+    }
+
+
+def _session_token_status(session: SessionTokenStatus, now: datetime) -> dict[str, Any]:
+    """A source's GetSessionToken (MFA) session: held until when, ending soon, or a code needed."""
+    expires = session.expires_at
+    left = int((expires - now).total_seconds()) if expires else None
+    return {
+        "mfa_serial": session.mfa_serial,
+        "held": expires is not None,
+        "expires_at": utc_text(expires) if expires else None,
+        "expires_in_s": left,
+        # Only a session a person must renew "ends"; one with mfa_process (or no MFA) renews itself.
+        "ending_soon": bool(
+            left is not None
+            and session.mfa_serial is not None
+            and not session.mfa_process
+            and left < ENDING_SOON.total_seconds()
+        ),
+        "needs_code": session.needs_code,
+        "ended_at": utc_text(session.ended_at) if session.ended_at else None,
+        "mfa_process": session.mfa_process,
+        "last_error": session.last_error,
     }
 
 
@@ -366,11 +426,12 @@ def _session_status(session: RoleSession, now: datetime) -> dict[str, Any]:
     forced = session.forced_renewal_at
     return {
         "label": session.label,
+        "source": session.request.source.name,
         "role_arn": session.role_arn,
         "account": session.account,
         "assumed_role_arn": session.assumed_role_arn,
         "session_name": session.session_name,
-        "expires_at": _utc_text(expires) if expires else None,
+        "expires_at": utc_text(expires) if expires else None,
         "expires_in_s": int((expires - now).total_seconds()) if expires else None,
         "renews_in_s": int((session.renew_at - now).total_seconds()) if session.renew_at else None,
         "last_error": session.last_error,
@@ -378,11 +439,6 @@ def _session_status(session: RoleSession, now: datetime) -> dict[str, Any]:
         "idle": session.idle,
         # When `renew` may force a renewal again: now or later; null while a permanent failure blocks it.
         "blocked": session.blocked,
-        "forced_renewal_at": _utc_text(forced) if forced else None,
+        "forced_renewal_at": utc_text(forced) if forced else None,
         "forced_renewal_in_s": max(0, math.ceil((forced - now).total_seconds())) if forced else None,
     }
-
-
-def _utc_text(moment: datetime) -> str:
-    """YYYY-MM-DDTHH:MM:SSZ: the form every SDK accepts (JS rejects +00:00)."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

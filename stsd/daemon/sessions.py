@@ -1,5 +1,6 @@
-"""SessionManager: one role session per distinct RoleRequest, fetched once for every concurrent caller,
-renewed ahead of expiry in the background, backed off on transient failures, never served stale."""
+"""SessionManager: one session per distinct RoleRequest (a role assumed from a source, or a source's own
+GetSessionToken session), fetched once for every concurrent caller, renewed ahead of expiry in the
+background, backed off on transient failures, never served stale."""
 
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ from stsd.daemon.clock import Clock
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.requests import RoleRequest
 from stsd.daemon.secret import Secret
-from stsd.daemon.sources import FileStamp, SourceError, SourceRegistry
+from stsd.daemon.sources import FileStamp, SourceCredentials, SourceError, SourceRegistry
 from stsd.daemon.sts_errors import (
-    SOURCE_ERROR,
     STS_DENIED,
     TIMEOUT,
     FailureKind,
@@ -107,9 +107,12 @@ class RenewLimited(SessionError):
 @dataclass(frozen=True)
 class _Assumed:
     credentials: TemporaryCredentials
-    assumed_role_arn: str
+    assumed_role_arn: str | None
     lifetime_seconds: int
     capped_note: str | None
+    # A source's own session: its deadline on our clock, and whether its provider can renew it unasked.
+    deadline: datetime | None = None
+    renewable: bool = True
 
 
 class _Failure(Exception):
@@ -141,7 +144,8 @@ class _Slot:
         self.error_code: str | None = None
         self.failures = 0
         self.retry_at: datetime | None = None
-        self.blocked_at: tuple[FileStamp, ...] | None = None  # permanent failure: files as they were then
+        # Permanent failure: the source's generation (AWS files, MFA session) as it was then.
+        self.blocked_at: tuple[tuple[FileStamp, ...], int] | None = None
         self.forced_wall: datetime | None = None  # the last forced renewal, on both clocks
         self.forced_monotonic: float | None = None
         self.inflight: asyncio.Future[None] | None = None
@@ -272,6 +276,10 @@ class SessionManager:
         await self._refresh(slot)
         return slot.snapshot()
 
+    def wake(self) -> None:
+        """Have the renewal loop look again now (a source changed: sessions waiting on it may go on)."""
+        self._wake_event().set()
+
     def fetches_in_flight(self) -> int:
         """STS fetches running now (a test waits for zero before looking at the outcome)."""
         return sum(1 for slot in self._slots.values() if slot.inflight is not None)
@@ -352,11 +360,12 @@ class SessionManager:
         return slot
 
     def _blocked(self, slot: _Slot) -> bool:
-        """A permanent failure holds until the AWS config/credentials files change."""
+        """A permanent failure holds until its source changes: the AWS config/credentials files, or a new
+        MFA session (`stsd mfa`)."""
         if slot.blocked_at is None:
             return False
-        if slot.blocked_at != self._sources.fingerprint():
-            log.info("AWS files changed: retrying %s", slot.request.role_arn)
+        if slot.blocked_at != self._sources.generation(slot.request.source):
+            log.info("source %s changed: retrying %s", slot.request.source.name, slot.request.label or "-")
             slot.blocked_at = None
             return False
         return True
@@ -430,9 +439,9 @@ class SessionManager:
         request = slot.request
         started = self._clock.wall()
         started_monotonic = self._clock.monotonic()
-        files = self._sources.fingerprint()
+        files = self._sources.generation(request.source)
         try:
-            assumed = await asyncio.to_thread(self._assume_role, request)
+            assumed = await asyncio.to_thread(self._fetch_credentials, request)
         except _Failure as failure:
             self._record_failure(slot, failure, files)
             raise SessionError(failure.code, failure.message) from None
@@ -445,21 +454,30 @@ class SessionManager:
     def _record_success(
         self, slot: _Slot, assumed: _Assumed, started: datetime, started_monotonic: float
     ) -> None:
-        lifetime = timedelta(seconds=assumed.lifetime_seconds)
+        if assumed.deadline is not None:
+            lifetime = assumed.deadline - started
+        else:
+            lifetime = timedelta(seconds=assumed.lifetime_seconds)
         slot.fetched_wall, slot.fetched_monotonic = started, started_monotonic
         slot.credentials = assumed.credentials
         slot.assumed_role_arn = assumed.assumed_role_arn
         slot.capped_note = assumed.capped_note
         slot.expires_at = started + lifetime
-        slot.renew_at = self._schedule(slot.expires_at, lifetime)
+        if assumed.renewable:
+            slot.renew_at = self._schedule(slot.expires_at, lifetime)
+        else:
+            # Nobody can renew it (an MFA session without mfa_process): serve it to its last minute. Its
+            # source counts it as ended before that, so the fetch then fails (the code is needed) once.
+            slot.renew_at = slot.expires_at - USABLE_MARGIN
         slot.last_error = slot.error_code = None
         slot.failures = 0
         slot.retry_at = None
         slot.blocked_at = None
         log.info(
-            "assumed %s as %s for %s; renewing at %s",
-            slot.request.role_arn,
-            assumed.assumed_role_arn,
+            "%s for %s; renewing at %s",
+            f"assumed {slot.request.role_arn} as {assumed.assumed_role_arn}"
+            if slot.request.role_arn
+            else f"session of {slot.request.source.name}",
             slot.request.label or "-",
             slot.renew_at.strftime("%H:%M:%S"),
         )
@@ -480,7 +498,9 @@ class SessionManager:
         lead = min(max(lead, timedelta(seconds=self._config.min_remaining_seconds)), half_life)
         return expires_at - lead
 
-    def _record_failure(self, slot: _Slot, failure: _Failure, files: tuple[FileStamp, ...]) -> None:
+    def _record_failure(
+        self, slot: _Slot, failure: _Failure, files: tuple[tuple[FileStamp, ...], int]
+    ) -> None:
         now = self._clock.wall()
         slot.last_error = failure.message
         slot.error_code = failure.code
@@ -498,26 +518,27 @@ class SessionManager:
             slot.failures = 0
             slot.retry_at = None
             slot.blocked_at = files
-            log.error("%s (not retried until the AWS config or credentials files change)", failure.message)
+            # A code to type is the normal course of an MFA day, not a fault.
+            level = logging.INFO if failure.code == protocol.MFA_REQUIRED else logging.ERROR
+            log.log(level, "%s (not retried until its source or the AWS files change)", failure.message)
 
     # -- worker thread -------------------------------------------------------------------------------
 
-    def _assume_role(self, request: RoleRequest) -> _Assumed:
-        """Blocking: load the source and call AssumeRole. Raises _Failure. Runs in a worker thread."""
-        action = f"AssumeRole {request.role_arn}"
-        if request.mfa_serial is not None:
-            # A daemon cannot prompt for a code, and a code cannot be replayed for each renewal.
-            raise _Failure(
-                STS_DENIED,
-                f"{action}: roles that need MFA (mfa_serial) are not supported yet; "
-                "use a source profile that already holds an MFA session",
-                transient=False,
-            )
+    def _fetch_credentials(self, request: RoleRequest) -> _Assumed:
+        """Blocking: the source's credentials, then AssumeRole with them (or, with no role, the source's own
+        session as it is). Raises _Failure. Runs in a worker thread."""
         try:
             source = self._sources.credentials(request.source)
         except SourceError as error:
-            raise _Failure(SOURCE_ERROR, error.message, transient=error.transient) from None
-        duration, note = _effective_duration(request.duration_seconds, chained=source.temporary)
+            raise _Failure(error.code, error.message, transient=error.transient) from None
+        if request.role_arn is None:
+            return _source_session(request, source)
+        return self._assume_role(request, source)
+
+    def _assume_role(self, request: RoleRequest, source: SourceCredentials) -> _Assumed:
+        assert request.role_arn is not None and request.session_name is not None
+        action = f"AssumeRole {request.role_arn}"
+        duration, note = _effective_duration(request.duration_seconds, source)
         params: dict[str, Any] = {"RoleArn": request.role_arn, "RoleSessionName": request.session_name}
         if request.external_id is not None:
             params["ExternalId"] = request.external_id
@@ -549,11 +570,36 @@ class SessionManager:
         )
 
 
-def _effective_duration(asked: int | None, *, chained: bool) -> tuple[int | None, str | None]:
-    """Role chaining caps a session at one hour; ask for that instead of failing with ValidationError."""
-    if chained and asked is not None and asked > CHAINED_MAX_DURATION_SECONDS:
-        return CHAINED_MAX_DURATION_SECONDS, f"role chaining caps sessions at 1 h; asked {asked} s"
+def _effective_duration(asked: int | None, source: SourceCredentials) -> tuple[int | None, str | None]:
+    """Role chaining (temporary source credentials, an MFA session's too) caps a session at one hour; ask
+    for that instead of failing with ValidationError, and say so in status."""
+    if source.temporary and asked is not None and asked > CHAINED_MAX_DURATION_SECONDS:
+        if source.kind in ("mfa-session", "session-token"):
+            note = "roles assumed from a GetSessionToken (MFA) session are capped at 1 h"
+        else:
+            note = "role chaining caps sessions at 1 h"
+        return CHAINED_MAX_DURATION_SECONDS, f"{note}; asked {asked} s"
     return asked, None
+
+
+def _source_session(request: RoleRequest, source: SourceCredentials) -> _Assumed:
+    """A source's own session served as it is; only a session stsd keeps (GetSessionToken) qualifies, so
+    long-term keys are never handed out."""
+    if source.session_token is None or source.expiration is None or source.deadline is None:
+        raise _Failure(STS_DENIED, f"{request.label}: {request.source.name} gave no session", transient=False)
+    return _Assumed(
+        credentials=TemporaryCredentials(
+            access_key_id=source.access_key_id,
+            secret_access_key=source.secret_access_key,
+            session_token=source.session_token,
+            expiration=source.expiration,
+        ),
+        assumed_role_arn=None,
+        lifetime_seconds=0,  # the deadline says it
+        capped_note=None,
+        deadline=source.deadline,
+        renewable=source.renewable,
+    )
 
 
 def _is_botocore(error: BaseException) -> bool:

@@ -1,5 +1,9 @@
-"""SourceRegistry: the credentials that call AssumeRole, resolved by botocore's own machinery and held in
-memory; reloaded when ~/.aws/config or ~/.aws/credentials change, described (never revealed) for status."""
+"""SourceRegistry: the credentials that call STS, one provider per SourceSpec behind one interface, held in
+memory and described (never revealed) for status.
+
+Providers: BotocoreSource resolves a profile or credential_source with botocore's own machinery (reloaded
+when ~/.aws/config or ~/.aws/credentials change); SessionTokenSource (stsd.daemon.session_token) keeps a
+GetSessionToken session of such a source, with MFA when the spec names an mfa_serial."""
 
 from __future__ import annotations
 
@@ -7,14 +11,17 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 
 import botocore.config
 import botocore.credentials
 import botocore.session
 from botocore import exceptions as boto_errors
 
+from stsd import protocol
+from stsd.daemon.clock import Clock, SystemClock
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.secret import Secret
 from stsd.daemon.sts_errors import FailureKind, classify, one_line
@@ -51,18 +58,36 @@ _NOT_WHEN_STATIC = ("assume-role", "assume-role-with-web-identity", "sso", "logi
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """Which credentials call AssumeRole: exactly one of a profile or a credential_source."""
+    """Which credentials call STS: exactly one of a profile or a credential_source; with `session_token`,
+    a GetSessionToken session of those (with MFA when `mfa_serial` is set, which implies it)."""
 
     profile: str | None = None
     credential_source: str | None = None
+    mfa_serial: str | None = None
+    session_token: bool = False
 
     def __post_init__(self) -> None:
         if (self.profile is None) == (self.credential_source is None):
             raise ValueError("SourceSpec needs exactly one of profile or credential_source")
+        if self.mfa_serial is not None and not self.session_token:
+            object.__setattr__(self, "session_token", True)  # MFA is only ever a GetSessionToken session
+
+    @property
+    def short_name(self) -> str:
+        """The profile name (or credential_source), as messages to a person name it."""
+        return str(self.profile if self.profile is not None else self.credential_source)
 
     @property
     def name(self) -> str:
-        return f"profile {self.profile}" if self.profile is not None else str(self.credential_source)
+        base = f"profile {self.profile}" if self.profile is not None else str(self.credential_source)
+        if self.mfa_serial is not None:
+            return f"{base} (MFA session)"
+        return f"{base} (session token)" if self.session_token else base
+
+    @property
+    def base(self) -> SourceSpec:
+        """The long-term credentials a GetSessionToken session is asked with."""
+        return SourceSpec(profile=self.profile, credential_source=self.credential_source)
 
 
 @dataclass(frozen=True)
@@ -71,11 +96,28 @@ class SourceCredentials:
     secret_access_key: Secret
     session_token: Secret | None
     kind: str
+    # Known for sessions stsd keeps itself (GetSessionToken): the expiry STS stated, the deadline on the
+    # daemon's own clock, and whether the provider can renew it without a person (no MFA code needed).
+    expiration: datetime | None = None
+    deadline: datetime | None = None
+    renewable: bool = True
 
     @property
     def temporary(self) -> bool:
         """Temporary credentials make AssumeRole "role chaining", capped at one hour."""
         return self.session_token is not None
+
+
+@dataclass(frozen=True)
+class SessionTokenStatus:
+    """A GetSessionToken session as status shows it; `expires_at` is None while none is held."""
+
+    mfa_serial: str | None
+    expires_at: datetime | None
+    needs_code: bool  # MFA without mfa_process and no usable session: `stsd mfa` is the way on
+    ended_at: datetime | None  # when the last session ended, if it did
+    mfa_process: bool
+    last_error: str | None
 
 
 @dataclass(frozen=True)
@@ -85,16 +127,45 @@ class SourceStatus:
     identity_arn: str | None
     error: str | None
     temporary: bool | None
+    session: SessionTokenStatus | None = None
 
 
 class SourceError(Exception):
-    """Source credentials could not be loaded. `transient` says whether retrying later may help."""
+    """Source credentials could not be loaded. `transient` says whether retrying later may help; `code` is
+    the protocol error code a request that needed them is refused with."""
 
-    def __init__(self, message: str, *, transient: bool, kind: FailureKind | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        kind: FailureKind | None = None,
+        code: str = protocol.SOURCE_ERROR,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.transient = transient
         self.kind = kind or (FailureKind.TRANSIENT if transient else FailureKind.PERMANENT)
+        self.code = code
+
+
+class SourceProvider(Protocol):
+    """One source's credentials. The registry holds one provider per SourceSpec and asks only this."""
+
+    spec: SourceSpec
+
+    def credentials(self) -> SourceCredentials:
+        """Current credentials (blocking: may call IMDS, SSO, a process or STS); raises SourceError."""
+        ...
+
+    def generation(self) -> int:
+        """Changes whenever the provider holds new credentials obtained outside a files change (an MFA
+        code), so a failure that "holds until something changes" knows to try again."""
+        ...
+
+    def status(self) -> SourceStatus:
+        """What status shows; identity_arn is filled in by the registry. Never a secret."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -152,45 +223,145 @@ class _Loaded:
     fingerprint: tuple[FileStamp, ...]
 
 
-class SourceRegistry:
-    """Loads each source once (again when the AWS files change) and hands out its current credentials."""
+class BotocoreSource:
+    """A profile or credential_source resolved by botocore; loaded once, again when the AWS files change."""
 
-    def __init__(self, config: DaemonConfig) -> None:
-        self._config = config
+    def __init__(self, spec: SourceSpec) -> None:
+        self.spec = spec
         self._lock = threading.Lock()
-        self._loaded: dict[SourceSpec, _Loaded] = {}
-        self._errors: dict[SourceSpec, str] = {}
-        self._temporary: dict[SourceSpec, bool] = {}
-        self._load_locks: dict[SourceSpec, threading.Lock] = {}
-        self._identities: dict[SourceSpec, tuple[tuple[FileStamp, ...], str | None, str | None]] = {}
-        self._client_lock = threading.Lock()  # botocore sessions are not thread-safe; clients are
-        self._client_session: botocore.session.Session | None = None
+        self._load_lock = threading.Lock()
+        self._loaded: _Loaded | None = None
+        self._error: str | None = None
+        self._temporary: bool | None = None
 
-    def fingerprint(self) -> tuple[FileStamp, ...]:
-        return aws_files_fingerprint()
+    def generation(self) -> int:
+        return 0  # only the files change botocore sources, and the registry watches those
 
-    def credentials(self, spec: SourceSpec) -> SourceCredentials:
-        """The source's current credentials (blocking: may call IMDS, SSO, a process or STS)."""
-        loaded = self._load(spec)
+    def credentials(self) -> SourceCredentials:
+        spec = self.spec
+        loaded = self._load()
         try:
             # Refreshable sources (a chained role, SSO, a process, IMDS) refresh themselves here.
             frozen = loaded.credentials.get_frozen_credentials()
             if not frozen.access_key or not frozen.secret_key:
                 raise SourceError(f"source {spec.name}: no credentials", transient=False)
         except Exception as error:
-            failure = error if isinstance(error, SourceError) else self._source_failure(spec, error)
+            failure = error if isinstance(error, SourceError) else _source_failure(spec, error)
             with self._lock:
-                self._errors[spec] = failure.message
+                self._error = failure.message
             raise failure from None
         with self._lock:
-            self._errors.pop(spec, None)
-            self._temporary[spec] = bool(frozen.token)
+            self._error = None
+            self._temporary = bool(frozen.token)
         return SourceCredentials(
             access_key_id=frozen.access_key,
             secret_access_key=Secret(frozen.secret_key),
             session_token=Secret(frozen.token) if frozen.token else None,
             kind=loaded.kind,
         )
+
+    def status(self) -> SourceStatus:
+        with self._lock:
+            kind = self._loaded.kind if self._loaded else None
+            return SourceStatus(self.spec.name, kind, None, self._error, self._temporary)
+
+    def _load(self) -> _Loaded:
+        # One load at a time: two sessions sharing a chained source assume it once.
+        with self._load_lock:
+            fingerprint = aws_files_fingerprint()
+            with self._lock:
+                loaded = self._loaded
+            if loaded is not None and loaded.fingerprint == fingerprint:
+                return loaded
+            try:
+                fresh = self._resolve(fingerprint)
+            except SourceError as error:
+                with self._lock:
+                    self._loaded = None
+                    self._error = error.message
+                raise
+            with self._lock:
+                if self._loaded is not None:
+                    log.info("source %s reloaded: the AWS config or credentials file changed", self.spec.name)
+                self._loaded = fresh
+                self._error = None
+            return fresh
+
+    def _resolve(self, fingerprint: tuple[FileStamp, ...]) -> _Loaded:
+        spec = self.spec
+        try:
+            if spec.profile is not None:
+                credentials = _resolve_profile(spec.profile)
+            else:
+                credentials = _resolve_credential_source(str(spec.credential_source))
+        except SourceError:
+            raise
+        except Exception as error:
+            raise _source_failure(spec, error) from None
+        if credentials is None:
+            # botocore answers None both for "not configured" and for an instance-metadata or container
+            # endpoint that did not answer; only the latter can come right on its own.
+            from_endpoint = spec.credential_source in ("Ec2InstanceMetadata", "EcsContainer")
+            raise SourceError(f"source {spec.name}: no credentials found", transient=from_endpoint)
+        kind = _KINDS.get(str(credentials.method), str(credentials.method))
+        return _Loaded(credentials, kind, fingerprint)
+
+
+@dataclass
+class _Identity:
+    fingerprint: tuple[FileStamp, ...]
+    arn: str | None
+    error: str | None
+
+
+@dataclass
+class _Entry:
+    provider: SourceProvider
+    asked: bool = False  # asked for directly (not only as the base of a session): status lists it
+    identity: _Identity | None = field(default=None)
+
+
+class SourceRegistry:
+    """One provider per source, created on first use; hands out current credentials and STS clients."""
+
+    def __init__(self, config: DaemonConfig, clock: Clock | None = None) -> None:
+        self._config = config
+        self._clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._entries: dict[SourceSpec, _Entry] = {}
+        self._client_lock = threading.Lock()  # botocore sessions are not thread-safe; clients are
+        self._client_session: botocore.session.Session | None = None
+
+    def fingerprint(self) -> tuple[FileStamp, ...]:
+        return aws_files_fingerprint()
+
+    def generation(self, spec: SourceSpec) -> tuple[tuple[FileStamp, ...], int]:
+        """Identifies the source's state: changes when the AWS files change or the provider holds new
+        credentials obtained otherwise (a session started with an MFA code)."""
+        return self.fingerprint(), self._entry(spec).provider.generation()
+
+    def provider(self, spec: SourceSpec) -> SourceProvider:
+        return self._entry(spec).provider
+
+    def credentials(self, spec: SourceSpec) -> SourceCredentials:
+        """The source's current credentials (blocking: may call IMDS, SSO, a process or STS)."""
+        entry = self._entry(spec)
+        entry.asked = True
+        return entry.provider.credentials()
+
+    def unlock(self, spec: SourceSpec, code: str) -> SessionTokenStatus:
+        """Start the MFA session of `spec` with a code from `stsd mfa` (blocking: calls STS)."""
+        from stsd.daemon.session_token import SessionTokenSource
+
+        entry = self._entry(spec)
+        if not isinstance(entry.provider, SessionTokenSource) or spec.mfa_serial is None:
+            raise SourceError(
+                f"source {spec.name} has no mfa_serial; no MFA code is needed",
+                transient=False,
+                code=protocol.NO_MFA,
+            )
+        entry.asked = True
+        return entry.provider.unlock(code)
 
     def sts_client(self, source: SourceCredentials, region: str) -> Any:
         """An STS client signing with `source`, with short timeouts and no botocore retries: the session
@@ -213,137 +384,122 @@ class SourceRegistry:
             )
 
     def identify(self, spec: SourceSpec) -> str | None:
-        """The source's identity ARN (GetCallerIdentity), cached until the AWS files change.
-        Failures are recorded for status, never raised."""
+        """The source's identity ARN (GetCallerIdentity), cached until the AWS files change. A session of
+        a source is the same identity as the source, so it is asked with the long-term credentials (no
+        MFA session needed). Failures are recorded for status, never raised."""
+        self._entry(spec).asked = True
+        entry = self._entry(spec.base)
         fingerprint = self.fingerprint()
-        cached = self._identities.get(spec)
-        if cached is not None and cached[0] == fingerprint and cached[1] is not None:
-            return cached[1]
+        cached = entry.identity
+        if cached is not None and cached.fingerprint == fingerprint and cached.arn is not None:
+            return cached.arn
         try:
-            source = self.credentials(spec)
+            source = entry.provider.credentials()
             reply = self.sts_client(source, self._config.region).get_caller_identity()
             arn, error = str(reply["Arn"]), None
         except SourceError as failure:
             arn, error = None, failure.message
         except Exception as failure:
-            arn, error = None, classify(failure, action=f"GetCallerIdentity for {spec.name}").message
+            arn, error = None, classify(failure, action=f"GetCallerIdentity for {spec.base.name}").message
         with self._lock:
-            self._identities[spec] = (fingerprint, arn, error)
+            entry.identity = _Identity(fingerprint, arn, error)
         return arn
 
     def statuses(self) -> list[SourceStatus]:
-        """What status shows per source used so far; never a secret."""
+        """What status shows per source asked for so far; never a secret."""
         with self._lock:
-            specs = list(dict.fromkeys([*self._loaded, *self._errors]))
-            result = []
-            for spec in specs:
-                loaded = self._loaded.get(spec)
-                _, identity, identity_error = self._identities.get(spec, ((), None, None))
-                result.append(
-                    SourceStatus(
-                        name=spec.name,
-                        kind=loaded.kind if loaded else None,
-                        identity_arn=identity,
-                        error=self._errors.get(spec) or identity_error,
-                        temporary=self._temporary.get(spec),
-                    )
+            entries = [(spec, entry) for spec, entry in self._entries.items() if entry.asked]
+        result = []
+        for spec, entry in entries:
+            status = entry.provider.status()
+            base = self._entries.get(spec.base)
+            identity = base.identity if base is not None else None
+            result.append(
+                SourceStatus(
+                    name=status.name,
+                    kind=status.kind,
+                    identity_arn=identity.arn if identity else None,
+                    error=status.error or (identity.error if identity else None),
+                    temporary=status.temporary,
+                    session=status.session,
                 )
-            return result
-
-    def _load(self, spec: SourceSpec) -> _Loaded:
-        with self._lock:
-            load_lock = self._load_locks.setdefault(spec, threading.Lock())
-        # One load per source at a time: two sessions sharing a chained source assume it once.
-        with load_lock:
-            return self._load_locked(spec)
-
-    def _load_locked(self, spec: SourceSpec) -> _Loaded:
-        fingerprint = self.fingerprint()
-        with self._lock:
-            loaded = self._loaded.get(spec)
-            if loaded is not None and loaded.fingerprint == fingerprint:
-                return loaded
-        try:
-            loaded = self._resolve(spec, fingerprint)
-        except SourceError as error:
-            with self._lock:
-                self._loaded.pop(spec, None)
-                self._errors[spec] = error.message
-            raise
-        with self._lock:
-            if spec in self._loaded:
-                log.info("source %s reloaded: the AWS config or credentials file changed", spec.name)
-            self._loaded[spec] = loaded
-            self._errors.pop(spec, None)
-        return loaded
-
-    def _resolve(self, spec: SourceSpec, fingerprint: tuple[FileStamp, ...]) -> _Loaded:
-        try:
-            if spec.profile is not None:
-                credentials = self._resolve_profile(spec.profile)
-            else:
-                credentials = self._resolve_credential_source(str(spec.credential_source))
-        except SourceError:
-            raise
-        except Exception as error:
-            raise self._source_failure(spec, error) from None
-        if credentials is None:
-            # botocore answers None both for "not configured" and for an instance-metadata or container
-            # endpoint that did not answer; only the latter can come right on its own.
-            from_endpoint = spec.credential_source in ("Ec2InstanceMetadata", "EcsContainer")
-            raise SourceError(f"source {spec.name}: no credentials found", transient=from_endpoint)
-        kind = _KINDS.get(str(credentials.method), str(credentials.method))
-        return _Loaded(credentials, kind, fingerprint)
-
-    def _resolve_profile(self, name: str) -> botocore.credentials.Credentials | None:
-        session = botocore.session.Session(profile=name)
-        profile = session.full_config.get("profiles", {}).get(name)
-        if profile is None:
-            raise SourceError(
-                f"source profile {name!r} is not in your AWS config or credentials file", transient=False
             )
-        resolver = botocore.credentials.create_credential_resolver(session)
-        for method in _NOT_FROM_PROFILE + (_NOT_WHEN_STATIC if has_static_keys(profile) else ()):
-            resolver.remove(method)
-        return resolver.load_credentials()
+        return result
 
-    def _resolve_credential_source(self, source: str) -> botocore.credentials.Credentials | None:
-        method = CREDENTIAL_SOURCES.get(source)
-        if method is None:
-            expected = ", ".join(CREDENTIAL_SOURCES)
-            raise SourceError(f"credential_source {source!r}: expected one of {expected}", transient=False)
-        # A profile-less session: its resolver carries botocore's configured providers (IMDS endpoint and
-        # IMDSv2 settings, container URIs) exactly as an SDK on this machine would use them.
-        session = botocore.session.Session()
-        resolver = botocore.credentials.create_credential_resolver(session)
-        return resolver.get_provider(method).load()
+    def _entry(self, spec: SourceSpec) -> _Entry:
+        with self._lock:
+            entry = self._entries.get(spec)
+            if entry is not None:
+                return entry
+        if spec.session_token:
+            from stsd.daemon.session_token import SessionTokenSource
 
-    def _source_failure(self, spec: SourceSpec, error: BaseException) -> SourceError:
-        name = type(error).__name__
-        if isinstance(error, boto_errors.ProfileNotFound):
-            return SourceError(f"source {spec.name}: profile not found: {one_line(error)}", transient=False)
-        if isinstance(
-            error, (boto_errors.ClientError, boto_errors.HTTPClientError, boto_errors.EndpointConnectionError)
-        ):
-            # A chained source (a role profile) failed its own AssumeRole.
-            failure = classify(error, action=f"source {spec.name}")
-            return SourceError(
-                failure.message, transient=failure.kind is FailureKind.TRANSIENT, kind=failure.kind
+            base = self._entry(spec.base).provider
+            provider: SourceProvider = SessionTokenSource(
+                spec,
+                base=base,
+                settings=self._config.source_settings(spec.profile),
+                config=self._config,
+                clock=self._clock,
+                sts_client=self.sts_client,
             )
-        if isinstance(
-            error,
-            (
-                boto_errors.ConfigParseError,
-                boto_errors.PartialCredentialsError,
-                boto_errors.InvalidConfigError,
-                boto_errors.InfiniteLoopConfigError,
-                boto_errors.UnknownCredentialError,
-            ),
-        ):
-            return SourceError(f"source {spec.name}: {one_line(error)}", transient=False)
-        if isinstance(error, (boto_errors.BotoCoreError, OSError)):
-            # SSO token missing or expired, credential_process failed, IMDS/container unreachable: the user
-            # may fix these outside the watched files (aws sso login), so keep retrying with backoff.
-            return SourceError(f"source {spec.name}: {one_line(error)}", transient=True)
-        log.exception("unexpected error loading source %s", spec.name)
-        return SourceError(f"source {spec.name}: {name}; see the daemon log", transient=True)
+        else:
+            provider = BotocoreSource(spec)
+        with self._lock:
+            return self._entries.setdefault(spec, _Entry(provider))
+
+
+def _resolve_profile(name: str) -> botocore.credentials.Credentials | None:
+    session = botocore.session.Session(profile=name)
+    profile = session.full_config.get("profiles", {}).get(name)
+    if profile is None:
+        raise SourceError(
+            f"source profile {name!r} is not in your AWS config or credentials file", transient=False
+        )
+    resolver = botocore.credentials.create_credential_resolver(session)
+    for method in _NOT_FROM_PROFILE + (_NOT_WHEN_STATIC if has_static_keys(profile) else ()):
+        resolver.remove(method)
+    return resolver.load_credentials()
+
+
+def _resolve_credential_source(source: str) -> botocore.credentials.Credentials | None:
+    method = CREDENTIAL_SOURCES.get(source)
+    if method is None:
+        expected = ", ".join(CREDENTIAL_SOURCES)
+        raise SourceError(f"credential_source {source!r}: expected one of {expected}", transient=False)
+    # A profile-less session: its resolver carries botocore's configured providers (IMDS endpoint and
+    # IMDSv2 settings, container URIs) exactly as an SDK on this machine would use them.
+    session = botocore.session.Session()
+    resolver = botocore.credentials.create_credential_resolver(session)
+    return resolver.get_provider(method).load()
+
+
+def _source_failure(spec: SourceSpec, error: BaseException) -> SourceError:
+    name = type(error).__name__
+    if isinstance(error, boto_errors.ProfileNotFound):
+        return SourceError(f"source {spec.name}: profile not found: {one_line(error)}", transient=False)
+    if isinstance(
+        error, (boto_errors.ClientError, boto_errors.HTTPClientError, boto_errors.EndpointConnectionError)
+    ):
+        # A chained source (a role profile) failed its own AssumeRole.
+        failure = classify(error, action=f"source {spec.name}")
+        return SourceError(
+            failure.message, transient=failure.kind is FailureKind.TRANSIENT, kind=failure.kind
+        )
+    if isinstance(
+        error,
+        (
+            boto_errors.ConfigParseError,
+            boto_errors.PartialCredentialsError,
+            boto_errors.InvalidConfigError,
+            boto_errors.InfiniteLoopConfigError,
+            boto_errors.UnknownCredentialError,
+        ),
+    ):
+        return SourceError(f"source {spec.name}: {one_line(error)}", transient=False)
+    if isinstance(error, (boto_errors.BotoCoreError, OSError)):
+        # SSO token missing or expired, credential_process failed, IMDS/container unreachable: the user
+        # may fix these outside the watched files (aws sso login), so keep retrying with backoff.
+        return SourceError(f"source {spec.name}: {one_line(error)}", transient=True)
+    log.exception("unexpected error loading source %s", spec.name)
+    return SourceError(f"source {spec.name}: {name}; see the daemon log", transient=True)

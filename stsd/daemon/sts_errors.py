@@ -3,6 +3,7 @@ something (PERMANENT), or blame the source credentials (SOURCE_EXPIRED); with on
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -88,10 +89,11 @@ def one_line(text: object, limit: int = 400) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def classify(error: BaseException, *, action: str) -> StsFailure:
-    """`action` says what was attempted, e.g. "AssumeRole arn:aws:iam::123456789012:role/x"."""
+def classify(error: BaseException, *, action: str, hints: Mapping[str, str] | None = None) -> StsFailure:
+    """`action` says what was attempted, e.g. "AssumeRole arn:aws:iam::123456789012:role/x"; `hints`
+    replace the advice added to an AWS error code (what to check differs per call)."""
     if isinstance(error, boto_errors.ClientError):
-        return _classify_client_error(error, action)
+        return _classify_client_error(error, action, {**_HINTS, **(hints or {})})
     name = type(error).__name__
     if isinstance(error, (boto_errors.ConnectTimeoutError, boto_errors.ReadTimeoutError)):
         return StsFailure(
@@ -114,13 +116,15 @@ def classify(error: BaseException, *, action: str) -> StsFailure:
     return StsFailure(FailureKind.TRANSIENT, name, f"{action} failed: {name}; see the daemon log")
 
 
-def _classify_client_error(error: boto_errors.ClientError, action: str) -> StsFailure:
+def _classify_client_error(
+    error: boto_errors.ClientError, action: str, hints: Mapping[str, str]
+) -> StsFailure:
     details = error.response.get("Error", {})
     code = str(details.get("Code") or "Unknown")
     aws_message = one_line(details.get("Message") or "")
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     text = f"{code}: {aws_message}" if aws_message else code
-    hint = _HINTS.get(code)
+    hint = hints.get(code)
     suffix = f" ({hint})" if hint else ""
     if code in _EXPIRED_CODES:
         return StsFailure(FailureKind.SOURCE_EXPIRED, code, f"{action} failed: {text}{suffix}")
