@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from stsd import launch, paths, variables, wire
-from stsd.client import state
+from stsd import paths, wire
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: start-up time
 if TYPE_CHECKING:
@@ -72,11 +71,16 @@ def request_with_peer(
 def daemon_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment a daemon started from `environ` gets: the user's as it was before the loaded
     project (if any), less credential and profile variables."""
+    from stsd import variables
+    from stsd.client import state
+
     return variables.daemon_environment(state.outside_environment(environ))
 
 
 def _start_daemon() -> subprocess.Popen[bytes]:
     import subprocess  # only when starting: keeps every ordinary request's start-up light
+
+    from stsd import launch
 
     try:
         return subprocess.Popen(

@@ -9,7 +9,6 @@ this runs on every shell transition."""
 
 from __future__ import annotations
 
-import binascii
 import os
 
 from stsd import paths, variables
@@ -74,10 +73,11 @@ class LoadedState(Value):
             "name": self.name,
             "exp": self.expiration,
             "saved": {k: v for k, v in self.saved.items() if k not in secrets},
-            "kept": {"names": sorted(secrets), "sum": _checksum(secrets)} if secrets else None,
+            "kept": {"names": sorted(secrets), "sum": _fingerprint(secrets)} if secrets else None,
         }
-        # base64 keeps the exported value one plain word whatever the saved values hold.
-        return binascii.b2a_base64(json_dumps(document).encode(), newline=False).decode()
+        # Hex keeps the exported value one plain word whatever the saved values hold (and needs no
+        # binascii, whose loading is a noticeable share of a transition).
+        return json_dumps(document).encode().hex()
 
     @classmethod
     def decode(
@@ -88,20 +88,20 @@ class LoadedState(Value):
         if not text:
             return None
         try:
-            document = json_loads(binascii.a2b_base64(text.encode("ascii")).decode())
+            document = json_loads(bytes.fromhex(text).decode())
             saved = dict(document["saved"])
             pid = int(document["pid"])
             kept = document.get("kept")
             if kept:
                 names = [str(name) for name in kept["names"] if name in variables.SECRET_VARIABLES]
                 secrets = (read_secrets or read_saved_secrets)(pid)
-                if _checksum(secrets) != kept["sum"]:
+                if _fingerprint(secrets) != kept["sum"]:
                     secrets = {}
                 saved.update({name: secrets.get(name) for name in names})
             if not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in saved.items()):
                 return None
             return cls(pid, str(document["file"]), str(document["name"]), str(document["exp"]), saved)
-        except (ValueError, TypeError, KeyError, AttributeError, binascii.Error):
+        except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
 
@@ -122,9 +122,13 @@ def restore_saved(environ: Mapping[str, str], state: LoadedState | None) -> dict
     return outside
 
 
-def _checksum(secrets: Mapping[str, str]) -> int:
-    # Not a secret or a defence (the file is private): it tells a file another state wrote from ours.
-    return binascii.crc32(json_dumps(dict(sorted(secrets.items()))).encode())
+def _fingerprint(secrets: Mapping[str, str]) -> int:
+    """FNV-1a (64 bit) of the secrets. Not a secret or a defence (the file is private): it tells a file
+    that another state of this shell wrote from the one ours refers to."""
+    value = 0xCBF29CE484222325
+    for byte in json_dumps(dict(sorted(secrets.items()))).encode():
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value
 
 
 def saved_secrets_file(shell_pid: int) -> str:

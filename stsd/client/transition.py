@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from stsd import paths, protocol, terminal, variables
+from stsd import paths, protocol, terminal, variables, wire
 from stsd.client import state as shell_state
 from stsd.client.state import STATE_VARIABLE, LoadedState, Value
 
@@ -144,16 +144,24 @@ def ask_daemon(
     """One `env` request, with a short timeout so a dead or slow daemon never holds the prompt."""
     if not project_file:
         return NoProject()  # no project file above: leaving needs no daemon at all
-    from stsd.client.connection import DaemonUnavailable, request
-
     try:
         timeout = float(os.environ.get("STSD_TIMEOUT", "") or DEFAULT_TIMEOUT_S)
     except ValueError:
         timeout = DEFAULT_TIMEOUT_S
+    message = {"op": "env", "dir": directory}
+    deadline = time.monotonic() + timeout
     try:
-        reply = request({"op": "env", "dir": directory}, timeout=timeout)
-    except DaemonUnavailable as error:
-        return Unreachable(str(error))
+        reply = wire.request(message, timeout).message
+    except wire.WireError as error:
+        if not error.startable:
+            return Unreachable(str(error))
+        # No daemon: stsd.client.connection starts one (or says why not), within what is left of the wait.
+        from stsd.client.connection import DaemonUnavailable, request
+
+        try:
+            reply = request(message, timeout=max(0.05, deadline - time.monotonic()))
+        except DaemonUnavailable as error:
+            return Unreachable(str(error))
     if not reply.get("ok"):
         error = reply.get("error")
         error = error if isinstance(error, dict) else {}

@@ -4,7 +4,6 @@ daemons. The pty shell harness is tests/shells/conftest.py's, imported (its fixt
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -94,12 +93,10 @@ def proc_environ(pid: int) -> dict[str, str]:
 
 
 def decoded_state(environment: dict[str, str]) -> str:
-    """__STSD_STATE as the text inside its base64 ("" when absent or not base64)."""
-    value = environment.get("__STSD_STATE", "")
-    try:
-        return base64.b64decode(value.encode(), validate=False).decode("utf-8", "replace")
-    except ValueError:
-        return value
+    """__STSD_STATE as the JSON text inside its hex encoding; fails the test when it is not that."""
+    text = bytes.fromhex(environment["__STSD_STATE"]).decode()
+    assert '"saved":' in text, text  # really decoded: a check on garbage could not fail
+    return text
 
 
 def lines_with(text: str, words: str) -> list[str]:

@@ -1,5 +1,5 @@
 """What a shell inside a project hands its children: the project's variables, never the user's outer
-secrets (not even base64-encoded in __STSD_STATE, which every child inherits), and `stsd exec --dir B`
+secrets (not even encoded in __STSD_STATE, which every child inherits), and `stsd exec --dir B`
 from inside project A runs with B's variables over the environment from before A, not over A's."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Exact quoting: any string round-trips byte for byte through `stsd export` into each real shell.
 
-The value travels as a saved pre-entry value in an inherited `__STSD_STATE` (base64, so nothing in the
+The value travels as a saved pre-entry value in an inherited `__STSD_STATE` (hex-encoded JSON, so nothing in the
 shell ever sees it unquoted); outside any project the hook runs `stsd export`, which restores it with
 the shell module's quoting, and the shell's exported environment is read back with `env -0`.
 """

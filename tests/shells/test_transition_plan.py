@@ -87,7 +87,7 @@ def test_mfa_code_needed_unloads_says_it_once_and_asks_again_at_the_next_prompt(
 
 
 def test_unreadable_state_restores_nothing():
-    environment = {"AWS_ACCESS_KEY_ID": "AKIAMINE", STATE_VARIABLE: "not base64 json"}
+    environment = {"AWS_ACCESS_KEY_ID": "AKIAMINE", STATE_VARIABLE: "not hex json"}
     transition = plan(environment, NoProject(), hook_file="", shell_pid=42, now=NOW)
 
     assert transition.changes == {STATE_VARIABLE: None}
