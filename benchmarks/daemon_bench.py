@@ -175,20 +175,7 @@ def measure(aws: LocalAws, *, requests: int = 2000, seconds: float = 2.0) -> lis
                     Row(SECTION, f"daemon memory (RSS), {label}", "MiB", rss / MiB, peer_name, peer_rss / MiB)
                 )
 
-        rows.extend(_startup_rows(world))
     return rows
-
-
-def _startup_rows(world: BenchWorld, repeat: int = 10) -> list[Row]:
-    def start(argv: list[str]) -> float:
-        run_checked(argv, world.env)  # warm the page cache
-        return median(time_call(lambda: run_checked(argv, world.env), repeat)) * 1e3
-
-    stsd = start([str(VENV_BIN / "stsd"), "--version"])
-    return [
-        Row(SECTION, "client start-up (--version)", "ms", stsd, "aws --version", start([str(VENV_BIN / "aws"), "--version"])),
-        Row(SECTION, "client start-up (--version)", "ms", stsd, "awsumepy --version", start([str(VENV_BIN / "awsumepy"), "--version"])),
-    ]  # fmt: skip
 
 
 # -- the load driver, run as its own process -------------------------------------------------------------

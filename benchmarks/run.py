@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import LocalAws, Row
 
-SECTIONS = ("daemon", "economy", "switching", "shell")
+SECTIONS = ("daemon", "client", "economy", "switching", "shell")
 
 
 def _section(name: str) -> Callable[[LocalAws, bool], list[Row]]:
@@ -32,6 +32,10 @@ def _section(name: str) -> Callable[[LocalAws, bool], list[Row]]:
         return lambda aws, quick: daemon_bench.measure(
             aws, requests=300 if quick else 2000, seconds=1 if quick else 2
         )
+    if name == "client":
+        import client_startup
+
+        return lambda aws, quick: client_startup.measure(aws, repeat=10 if quick else 30)
     if name == "economy":
         import sts_economy
 
