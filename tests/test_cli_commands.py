@@ -432,3 +432,14 @@ def test_terminal_control_characters_in_a_path_are_shown_escaped(world) -> None:
 
     assert "\x1b" not in status.stdout + allow.stdout
     assert "evil\\x1b[2J" in status.stdout and "evil\\x1b[2J" in allow.stdout
+
+
+def test_status_says_not_running_once_and_names_a_broken_file_once(world) -> None:  # type: ignore[no-untyped-def]
+    directory = world.project("broken", 'regoin = "us-east-1"\n')
+
+    text = world.stsd("status", cwd=directory)
+
+    daemon_line, project_line = text.stdout.splitlines()
+    assert daemon_line.count("not running") == 1, daemon_line
+    assert project_line.startswith("project   broken: ")
+    assert project_line.count(str(directory / ".stsd.toml")) == 1, project_line

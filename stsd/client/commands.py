@@ -233,7 +233,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             print(json_dumps({"daemon": None, "sources": [], "sessions": [], "project": project}))
         else:
-            print(f"daemon    not running ({_one_line(str(error))})")
+            # The reason once, without repeating "not running" (wire.NOT_RUNNING says it already).
+            print(f"daemon    {_one_line(str(error)).removeprefix('the daemon is ')}")
             print(_render_project(project, directory))
         return EXIT_NOT_RUNNING
     if reply.get("ok") is not True:
@@ -366,7 +367,8 @@ def _render_project(project: Mapping[str, Any] | None, directory: str) -> str:
     if project is None or project.get("path") is None:
         lines.append(_one_line(f"project   none (no .stsd.toml in {directory} or above)"))
     elif project.get("error"):
-        lines.append(_one_line(f"project   {project.get('path')}: broken: {project['error']}"))
+        # The error names the file (and line) itself.
+        lines.append(_one_line(f"project   broken: {project['error']}"))
     else:
         trust = project.get("trust")
         advice = {

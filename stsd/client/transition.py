@@ -117,7 +117,10 @@ def plan(
         if hook_file:
             refresh_at = int(now) + RETRY_UNREACHABLE_S
     elif isinstance(answer, Refused):
-        notice = Notice(f"{answer.code}:{answer.project_file}", f"stsd: {answer.message}")
+        cause = f"{answer.code}:{answer.project_file}"
+        if answer.code == protocol.INVALID_PROJECT:
+            cause += f":{answer.message}"  # fixing a file step by step: each new error is news
+        notice = Notice(cause, f"stsd: {answer.message}")
         if answer.code == "mfa_required":
             refresh_at = int(now)  # `stsd mfa` (in any shell) unlocks it: ask again at the next prompt
         elif answer.code not in _WAIT_FOR_USER:

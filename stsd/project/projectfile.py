@@ -192,7 +192,22 @@ def _parse_toml(path: Path, text: str) -> dict[str, Any]:
             line, where = text.count("\n") + 1, "at end of file"
         else:
             line, where = int(match["line"]), f"at column {match['column']}"
-        raise ProjectFileError(path, f"invalid TOML: {match['message']} {where}", line=line) from None
+        problem = f"invalid TOML: {match['message']} {where}"
+        hint = _quote_hint(text, line) if match["message"] == "Invalid value" else ""
+        raise ProjectFileError(path, problem + hint, line=line) from None
+
+
+# `key = bare-word`, as pasted from ~/.aws/config (INI needs no quotes, TOML does).
+_UNQUOTED_VALUE = re.compile(r"^\s*(?P<key>[A-Za-z0-9_-]+)\s*=\s*(?P<value>[^\s\"'\[{#][^#]*?)\s*(?:#.*)?$")
+
+
+def _quote_hint(text: str, line: int) -> str:
+    lines = text.split("\n")
+    match = _UNQUOTED_VALUE.match(lines[line - 1]) if 0 < line <= len(lines) else None
+    if match is None:
+        return ""
+    value = match["value"].replace("\\", "\\\\").replace('"', '\\"')
+    return f'; values are quoted in TOML: {match["key"]} = "{value}"'
 
 
 class _KeyLocator:

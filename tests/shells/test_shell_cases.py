@@ -170,6 +170,22 @@ def test_broken_project_file_unloads_and_names_the_problem(world, alpha, open_sh
     assert ".stsd.toml" in output
 
 
+def test_each_new_error_of_a_file_being_fixed_is_reported_once(world, daemon, open_shell):
+    project = world.project("fixing", 'regoin = "us-east-1"\n')
+    shell = open_shell()
+
+    first = shell.cd(project)
+    again = shell.prompt()
+    # The next mistake (an unquoted value), written with a newer mtime than the shell's stamp.
+    second = shell.run("sleep 1; printf 'profile = alice-sts\\n' > .stsd.toml")
+    last = shell.prompt()
+
+    assert "regoin" in first and "regoin" not in again
+    assert 'values are quoted in TOML: profile = "alice-sts"' in second
+    assert "TOML" not in last
+    assert not loaded(shell.env())
+
+
 def test_deleted_project_file_unloads(world, alpha, open_shell):
     shell = open_shell()
     shell.cd(alpha)
