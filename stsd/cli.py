@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sandbox", action="store_true", help="also install the namespace sandbox drop-in (docs/systemd.md)"
     )
 
-    demo = commands.add_parser("demo", help="try stsd against an embedded local STS (needs stsd[demo])")
+    demo = commands.add_parser("demo", help="try stsd against an embedded local STS (needs the demo extra: make demo)")
     demo.add_argument("--script", action="store_true", help="run the guided steps non-interactively")
     demo.add_argument("--shell", choices=SHELL_NAMES, default=None, help="shell for the interactive demo")
     return parser
