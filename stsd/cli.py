@@ -66,10 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser(
         "export", help="print shell code for the current directory (used by the hook)"
     )
-    export.add_argument("shell", choices=SHELL_NAMES)
+    export.add_argument(
+        "shell", choices=(*SHELL_NAMES, "json"), help="a shell, or json: the changes as one JSON object"
+    )
 
     env = commands.add_parser("env", help="print the variables a directory's project gets")
-    env.add_argument("--json", action="store_true", help="one JSON object: name -> value, null = unset")
+    formats = env.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true", help="the same as --format json")
+    formats.add_argument(
+        "--format",
+        choices=("sh", "json", "dotenv"),
+        default=None,
+        help="sh (default): export/unset lines safe to eval; json: one object, name -> value, null = unset; "
+        'dotenv: NAME="value" lines of the variables to set',
+    )
     env.add_argument("dir", nargs="?", default=".", help="directory (default: the current one)")
 
     exec_ = commands.add_parser("exec", help="run a command with a project's credentials")
@@ -105,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--sandbox", action="store_true", help="also install the namespace sandbox drop-in (docs/systemd.md)"
     )
 
-    demo = commands.add_parser("demo", help="try stsd against an embedded local STS (needs the demo extra: make demo)")
+    demo = commands.add_parser(
+        "demo", help="try stsd against an embedded local STS (needs the demo extra: make demo)"
+    )
     demo.add_argument("--script", action="store_true", help="run the guided steps non-interactively")
     demo.add_argument("--shell", choices=SHELL_NAMES, default=None, help="shell for the interactive demo")
     return parser
@@ -164,7 +176,7 @@ def plain_arguments(argv: list[str]) -> PlainArguments | None:
         rest = rest[json_flag:]
         if len(rest) > 1 or (rest and rest[0].startswith("-")):
             return None
-        return PlainArguments(command, json=json_flag, dir=rest[0] if rest else ".")
+        return PlainArguments(command, json=json_flag, format=None, dir=rest[0] if rest else ".")
     if command == "exec":
         directory = "."
         if rest[:1] == ["--dir"] and len(rest) > 1 and not rest[1].startswith("-"):

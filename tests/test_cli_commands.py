@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import STSD
 
 from stsd.demo.local_aws import ACCOUNT_ID, EXTERNAL_ID, REGION, ROLE_ARN, ROLE_NAME, USER_NAME
 
@@ -81,16 +82,55 @@ def test_env_json_gives_working_role_credentials_for_an_allowed_project(world, d
     assert caller_arn(world, sdk_env) == ASSUMED_ROLE_PREFIX + "s3-access"
 
 
-def test_env_text_prints_assignments_and_unsets(world, daemon) -> None:  # type: ignore[no-untyped-def]
+def test_env_sh_output_is_safe_to_eval_and_gives_what_json_gives(world, daemon) -> None:  # type: ignore[no-untyped-def]
     directory = allowed_project(world)
+    as_json = json.loads(world.stsd("env", "--json", str(directory), check=True).stdout)
 
-    result = world.stsd("env", str(directory))
+    sh = world.stsd("env", str(directory), check=True).stdout
+    # Evaluated by a real shell that had AWS_PROFILE set: what it exports afterwards is the JSON's view.
+    shown = subprocess.run(
+        ["bash", "--norc", "-c", 'export AWS_PROFILE=leftover; eval "$1"; env -0', "bash", sh],
+        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"},
+    ).stdout  # fmt: skip
+    exported = dict(entry.split("=", 1) for entry in shown.split("\0") if "=" in entry)
 
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert "unset AWS_PROFILE" in lines
-    assert f"STSD_PROFILE={ROLE_NAME}" in lines
-    assert any(line.startswith("AWS_ACCESS_KEY_ID=ASIA") for line in lines)
+    assert "unset AWS_PROFILE" in sh.splitlines()
+    assert "AWS_PROFILE" not in exported
+    for name, value in as_json.items():
+        assert exported.get(name) == value, name
+
+
+def test_env_dotenv_output_parses_back_to_the_variables_to_set(world, daemon) -> None:  # type: ignore[no-untyped-def]
+    directory = allowed_project(world)
+    as_json = json.loads(world.stsd("env", "--format", "json", str(directory), check=True).stdout)
+
+    dotenv = world.stsd("env", "--format", "dotenv", str(directory), check=True).stdout
+
+    parsed = {}
+    for line in dotenv.splitlines():
+        name, _, quoted = line.partition("=")
+        assert quoted.startswith('"') and quoted.endswith('"'), line
+        parsed[name] = json.loads(quoted.replace("\\$", "$"))  # the same escapes as a JSON string, and \$
+    assert parsed == {name: value for name, value in as_json.items() if value is not None}
+
+
+def test_export_json_gives_the_changes_for_the_current_environment(world, daemon) -> None:  # type: ignore[no-untyped-def]
+    directory = allowed_project(world)
+    env = {**world.env, "AWS_PROFILE": "leftover", "PWD": str(directory)}
+
+    entered = subprocess.run(
+        [*STSD, "export", "json"], cwd=directory, env=env, capture_output=True, text=True, check=True
+    )
+    changes = json.loads(entered.stdout)
+
+    assert changes["AWS_ACCESS_KEY_ID"].startswith("ASIA")
+    assert changes["AWS_PROFILE"] is None
+    inside = {k: v for k, v in {**env, **changes}.items() if v is not None}  # as the editor applies them
+    left = subprocess.run(
+        [*STSD, "export", "json"], cwd=world.home, env={**inside, "PWD": str(world.home)},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(left.stdout)["AWS_PROFILE"] == "leftover"
 
 
 def test_env_of_the_current_directory_is_the_default(world, daemon) -> None:  # type: ignore[no-untyped-def]

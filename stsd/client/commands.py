@@ -49,22 +49,33 @@ class CommandError(Exception):
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    """`stsd env [--json] [DIR]`: the variables DIR's project gets (null / `unset` = clear it)."""
+    """`stsd env [--json | --format sh|json|dotenv] [DIR]`: the variables DIR's project gets."""
+    output = "json" if args.json else args.format or "sh"
     try:
         directory = _existing_directory(args.dir)
         reply = _ask({"op": "env", "dir": directory})
         variables = _project_variables(reply)
     except CommandError as error:
         return _fail(error)
-    if args.json:
+    if output == "json":
         print(json_dumps(variables))
         return EXIT_OK
     if reply.get("project") is None:
         print(f"stsd: no .stsd.toml governs {directory}; nothing to set", file=sys.stderr)
         return EXIT_OK
     for name, value in variables.items():
-        print(f"unset {name}" if value is None else f"{name}={posix_quote(value)}")
+        if output == "dotenv":
+            if value is not None:  # dotenv has no way to say "unset"
+                print(f"{name}={_dotenv_quote(value)}")
+        else:
+            print(f"unset {name}" if value is None else f"export {name}={posix_quote(value)}")
     return EXIT_OK
+
+
+def _dotenv_quote(value: str) -> str:
+    """A double-quoted dotenv value (docker compose, python-dotenv, direnv's dotenv): \\ \" \n escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("$", "\\$")
+    return f'"{escaped}"'
 
 
 def cmd_exec(args: argparse.Namespace) -> int:

@@ -279,7 +279,10 @@ def run(shell_name: str, environ: Mapping[str, str]) -> int:
     from stsd.project.discovery import discover, ignored_message
     from stsd.shells import SHELLS
 
-    shell = SHELLS[shell_name]
+    # `json`: the changes as one object (name -> value, null = unset), for editors and other tools.
+    as_json = shell_name == "json"
+    shell = None if as_json else SHELLS[shell_name]
+    advice_shell = terminal.user_shell() if as_json else shell_name
     directory = current_directory()
     project_file, ignored = discover(directory)
     shell_pid = int(environ.get(HOOK_PID, "") or os.getppid())
@@ -294,7 +297,7 @@ def run(shell_name: str, environ: Mapping[str, str]) -> int:
     shown = environ.get(HOOK_SHOWN, "")
     first_prompt = environ.get(HOOK_FIRST) == "1"
     environ = {k: v for k, v in environ.items() if k not in _HOOK_VARIABLES}
-    answer = ask_daemon(directory, project_file, shell_name)
+    answer = ask_daemon(directory, project_file, advice_shell)
     transition = plan(environ, answer, hook_file=project_file, shell_pid=shell_pid, now=time.time())
     if ignored and transition.notice is None:
         # A file another user planted above us governs nothing; say so once, whatever else happened.
@@ -313,7 +316,10 @@ def run(shell_name: str, environ: Mapping[str, str]) -> int:
         # Without the saved values, leaving could not give back what the user had: load nothing.
         print(f"stsd: cannot keep your previous values safe: {_reason(error)}", file=sys.stderr)
         return 1
-    sys.stdout.write(render(shell, transition, stamps, project_file))
+    if shell is None:
+        sys.stdout.write(wire.json_dumps(transition.changes) + "\n")
+    else:
+        sys.stdout.write(render(shell, transition, stamps, project_file))
     if transition.notice and transition.notice.cause != shown:
         print(terminal.printable(transition.notice.line), file=sys.stderr)
     elif transition.info and not quiet() and not first_prompt:

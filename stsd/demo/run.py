@@ -47,7 +47,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         import moto.server  # noqa: F401  (the optional extra; imported here only to check it is there)
     except ImportError:
-        print("stsd: the demo needs its extra; in a checkout run: make demo (or: pip install '.[demo]' into stsd's venv)", file=sys.stderr)
+        print(
+            "stsd: the demo needs its extra; in a checkout run: make demo (or: pip install '.[demo]' into stsd's venv)",
+            file=sys.stderr,
+        )
         return 1
 
     scripted = bool(args.script)
@@ -79,7 +82,9 @@ def _run(scripted: bool, shell: str | None) -> int:
         world = create_world(aws)
         if shutil.which("aws", path=world.shell_env["PATH"]) is None:
             world.remove()
-            raise DemoError("the demo needs the AWS CLI of its extra; in a checkout run: make demo (or: pip install '.[demo]' into stsd's venv)")
+            raise DemoError(
+                "the demo needs the AWS CLI of its extra; in a checkout run: make demo (or: pip install '.[demo]' into stsd's venv)"
+            )
         daemon = DemoDaemon(world)
         try:
             daemon.start()
