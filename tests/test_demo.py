@@ -216,4 +216,7 @@ def test_demo_without_its_extra_says_how_to_install_it(tmp_path: Path) -> None:
     )
 
     assert result.returncode == 1
-    assert result.stderr == "stsd: the demo needs its extra; in a checkout run: make demo (or: pip install '.[demo]' into stsd's venv)\n"
+    assert (
+        result.stderr
+        == "stsd: the demo needs its extra; in a checkout run: make demo (or: pip install '.[demo]' into stsd's venv)\n"
+    )
