@@ -3,18 +3,16 @@ stsd hook, with a prompt that shows the active project, and the guide printed be
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 from pathlib import Path
 
+from stsd import terminal
 from stsd.demo.daemon import DemoDaemon
 from stsd.demo.errors import DemoError
 from stsd.demo.local_aws import BUCKET, ROLE_NAME, USER_NAME
 from stsd.demo.world import PROJECT_DIR_NAME, DemoWorld
-
-SHELL_NAMES = ("bash", "zsh", "fish")
 
 _BASHRC = r"""eval "$(stsd hook bash)"
 PS1='(stsd demo) \w${STSD_PROFILE:+ [$STSD_PROFILE]} \$ '
@@ -55,8 +53,7 @@ Try, in this order:
 
 
 def default_shell() -> str:
-    login_shell = Path(os.environ.get("SHELL", "")).name
-    return login_shell if login_shell in SHELL_NAMES else "bash"
+    return terminal.user_shell()
 
 
 def _write_start_up_file(shell: str, home: Path) -> list[str]:
