@@ -123,7 +123,32 @@ def make_world(aws: LocalAws, base: Path) -> World:
 def world(local_aws: LocalAws, tmp_path: Path) -> Iterator[World]:
     w = make_world(local_aws, tmp_path)
     yield w
+    # Before the runtime directory goes: nothing stsd wrote there (stamps, saved values, sockets, pid
+    # file) may hold the source's long-term keys. tests/test_zz_secret_scan.py scans what stays.
+    leaked = runtime_files_holding(w.runtime, long_term_secrets(local_aws))
     shutil.rmtree(w.runtime, ignore_errors=True)
+    assert not leaked, f"long-term key material in files stsd wrote: {leaked}"
+
+
+def long_term_secrets(aws: LocalAws) -> list[bytes]:
+    assert aws.alice is not None
+    # The access key id is not secret by itself, but stsd has no reason to write or show it either.
+    return [aws.alice.secret_access_key.encode(), aws.alice.access_key_id.encode()]
+
+
+def runtime_files_holding(root: Path, secrets: list[bytes]) -> list[str]:
+    found = []
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = Path(directory) / name
+            try:
+                if path.is_symlink() or not path.is_file():
+                    continue
+                data = path.read_bytes()
+            except OSError:
+                continue
+            found += [str(path)] * any(secret in data for secret in secrets)
+    return found
 
 
 class Daemon:

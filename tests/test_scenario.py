@@ -3,7 +3,6 @@ keys can do nothing, a trusted project gets the role's temporary credentials, an
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import time
@@ -16,7 +15,6 @@ from conftest import Daemon, World, ask_daemon
 
 from stsd.demo.local_aws import ACCOUNT_ID, BUCKET, EXTERNAL_ID, REGION, ROLE_ARN, ROLE_NAME
 from stsd.project.projectfile import PROJECT_FILE_NAME
-from stsd.project.trust import TrustStore
 
 ASSUMED_ROLE_PREFIX = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{ROLE_NAME}/"
 PROFILE_PROJECT = 'profile = "alice-sts"\n\n[env]\nAWS_DEFAULT_OUTPUT = "json"\n'
@@ -34,21 +32,12 @@ ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 def allow(world: World, directory: Path) -> None:
-    """Trust a project as the user would: `stsd allow` once the client has it, else the store itself."""
-    if importlib.util.find_spec("stsd.client.commands") is not None:
-        world.stsd("allow", str(directory), check=True)
-        return
-    project_file = directory / PROJECT_FILE_NAME
-    TrustStore(Path(world.env["XDG_DATA_HOME"]) / "stsd" / "trust").allow(
-        project_file, project_file.read_bytes()
-    )
+    """Trust a project as the user would."""
+    world.stsd("allow", str(directory), check=True)
 
 
 def deny(world: World, directory: Path) -> None:
-    if importlib.util.find_spec("stsd.client.commands") is not None:
-        world.stsd("deny", str(directory), check=True)
-        return
-    TrustStore(Path(world.env["XDG_DATA_HOME"]) / "stsd" / "trust").deny(directory / PROJECT_FILE_NAME)
+    world.stsd("deny", str(directory), check=True)
 
 
 def ask(world: World, message: dict) -> dict:

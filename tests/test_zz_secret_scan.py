@@ -1,7 +1,8 @@
 """A secret scan after the suite (this file sorts last): alice's long-term keys must not appear in any reply,
 any output of the CLI, or any file stsd wrote during the session: every world's XDG state, data and config
-dirs, runtime dirs, logs, and anything new under ~/.aws (tests' own inputs, such as credentials files or a
-credential_process script, hold the keys on purpose and are not stsd's writing)."""
+dirs, logs, and anything new under ~/.aws (tests' own inputs, such as credentials files or a
+credential_process script, hold the keys on purpose and are not stsd's writing). Each world's runtime
+directory is scanned by the `world` fixture itself, before it is removed (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, World, ask_daemon
+from conftest import Daemon, World, ask_daemon, long_term_secrets
 
 from stsd.demo.local_aws import LocalAws
 
@@ -21,9 +22,7 @@ MAX_SCANNED_BYTES = 16 * 1024 * 1024
 
 
 def _secrets(local_aws: LocalAws) -> list[bytes]:
-    assert local_aws.alice is not None
-    # The access key id is not secret by itself, but stsd has no reason to show it either.
-    return [local_aws.alice.secret_access_key.encode(), local_aws.alice.access_key_id.encode()]
+    return long_term_secrets(local_aws)
 
 
 def _files_under(root: Path) -> Iterator[Path]:
