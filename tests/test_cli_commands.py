@@ -483,3 +483,13 @@ def test_status_says_not_running_once_and_names_a_broken_file_once(world) -> Non
     assert daemon_line.count("not running") == 1, daemon_line
     assert project_line.startswith("project   broken: ")
     assert project_line.count(str(directory / ".stsd.toml")) == 1, project_line
+
+
+def test_status_shows_the_expiry_the_shell_variable_carries(world, daemon) -> None:  # type: ignore[no-untyped-def]
+    directory = allowed_project(world)
+    variables = json.loads(world.stsd("env", "--json", str(directory), check=True).stdout)
+
+    status = json.loads(world.stsd("status", "--json", check=True).stdout)
+
+    [session] = [s for s in status["sessions"] if s["label"] and str(directory) in s["label"]]
+    assert session["expires_at"] == variables["AWS_CREDENTIAL_EXPIRATION"]

@@ -423,6 +423,9 @@ def _session_token_status(session: SessionTokenStatus, now: datetime) -> dict[st
 
 def _session_status(session: RoleSession, now: datetime) -> dict[str, Any]:
     expires = session.expires_at or (session.credentials.expiration if session.credentials else None)
+    # The expiry shown is the one AWS_CREDENTIAL_EXPIRATION carries (STS's own); the time left counts
+    # down to the daemon's deadline, which is never later than that.
+    shown = session.credentials.expiration if session.credentials else expires
     forced = session.forced_renewal_at
     return {
         "label": session.label,
@@ -431,7 +434,7 @@ def _session_status(session: RoleSession, now: datetime) -> dict[str, Any]:
         "account": session.account,
         "assumed_role_arn": session.assumed_role_arn,
         "session_name": session.session_name,
-        "expires_at": utc_text(expires) if expires else None,
+        "expires_at": utc_text(shown) if shown else None,
         "expires_in_s": int((expires - now).total_seconds()) if expires else None,
         "renews_in_s": int((session.renew_at - now).total_seconds()) if session.renew_at else None,
         "last_error": session.last_error,
