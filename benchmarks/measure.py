@@ -181,5 +181,5 @@ def _wait_listening(path: Path, process: subprocess.Popen[bytes], timeout: float
     raise RuntimeError("stsd serve did not listen in time")
 
 
-# The project file every benchmark uses: the scenario's role profile (SCENARIO.md).
+# The project file every benchmark uses: the scenario's role profile (README: Quickstart).
 ROLE_SETUP = 'profile = "alice-sts"\n'

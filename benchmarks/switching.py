@@ -20,7 +20,7 @@ from stsd.demo.local_aws import EXTERNAL_ID, ROLE_ARN, ROLE_NAME, USER_NAME
 SECTION = "Switching"
 CHECK = 'test -n "$AWS_SESSION_TOKEN" || exit 1'
 
-# The by-hand way (SCENARIO.md step 2), exported into the shell instead of pasted into a file.
+# The by-hand way (aws sts assume-role, then the three values), exported into the shell instead of pasted into a file.
 AWS_CLI_SWITCH = (
     f"set -- $(aws sts assume-role --profile {USER_NAME} --role-arn {ROLE_ARN} --role-session-name bench "
     f"--external-id {EXTERNAL_ID} --output text "

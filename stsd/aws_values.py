@@ -1,4 +1,4 @@
-"""The formats AWS accepts for the values stsd sends to STS (AWS-FACTS.md), checked before any call.
+"""The formats AWS accepts for the values stsd sends to STS (AWS's API reference), checked before any call.
 One definition for project files, ~/.aws/config profiles and daemon settings; use with `fullmatch`.
 Standard library only: the client validates project files too."""
 

@@ -62,7 +62,7 @@ def external_id_required() -> Iterator[None]:
     """Make the in-process moto server deny AssumeRole when a trust policy's condition key is absent.
 
     moto evaluates `StringEquals {"sts:ExternalId": ...}` only against keys the request carries, so a
-    request without ExternalId passes (SCENARIO.md lists this gap). Real STS denies it. The moto server
+    request without ExternalId passes (a known moto gap). Real STS denies it. The moto server
     runs in this test process (ThreadedMotoServer), so patching its condition check takes effect there.
     """
     from moto.iam import policy_conditions

@@ -3,7 +3,7 @@ instance-role credentials, and the test-only extension of the scenario that make
 real: an instance role in the local STS.
 
 moto's own instance-metadata routes serve fixed `test-key` credentials that IAM enforcement rejects,
-and never check the IMDSv2 token (SCENARIO.md), so they cannot stand for an EC2 instance here.
+and never check the IMDSv2 token (moto's known gaps), so they cannot stand for an EC2 instance here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A small STS stand-in in front of the local STS (moto) for what moto does not do about MFA, and the MFA
 part of the test world (a role that requires MFA, alice allowed to assume it).
 
-Gaps of moto 5.2.x it closes (SCENARIO.md, "More gaps met while testing MFA"; checked by test_mfa.py):
+Gaps of moto 5.2.x it closes (checked by test_mfa.py):
 - moto's GetSessionToken ignores SerialNumber and TokenCode and returns fixed credentials that nothing
   accepts afterwards;
 - moto refuses a user's access key that arrives with an X-Amz-Security-Token header;

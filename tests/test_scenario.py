@@ -1,4 +1,4 @@
-"""SCENARIO.md end to end against a real `stsd serve` and a real local STS with IAM enforcement: alice's own
+"""The scenario stsd exists for (README: Quickstart) end to end against a real `stsd serve` and a real local STS with IAM enforcement: alice's own
 keys can do nothing, a trusted project gets the role's temporary credentials, and nothing else does."""
 
 from __future__ import annotations

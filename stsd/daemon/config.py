@@ -1,6 +1,6 @@
 """DaemonConfig: the daemon's tunables, read strictly from $XDG_CONFIG_HOME/stsd/config.toml (optional).
 
-Windows follow AWS-FACTS.md: renew at least 20 min ahead, never hand out less than 15 min while a
+Windows follow the SDKs' refresh windows (botocore: 15 min advisory, 10 min mandatory): renew at least 20 min ahead, never hand out less than 15 min while a
 renewal is possible.
 """
 

@@ -1,4 +1,4 @@
-"""A local STS/IAM/S3 (moto's server) set up as the scenario in SCENARIO.md.
+"""A local STS/IAM/S3 (moto's server) set up as the scenario stsd exists for (README: Quickstart).
 
 Used by `stsd demo` and by the test suite, so both play exactly the same world: user `alice` with no
 rights but `sts:AssumeRole` on `alice-sts`, a role that requires the external ID `alice` and may list S3.
@@ -22,7 +22,7 @@ BUCKET = "alice-data"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}"
 USER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:user/{USER_NAME}"
 
-# moto does not match `arn:aws:iam::ACCT:root` as a principal (SCENARIO.md), so the user ARN is listed too.
+# moto does not match `arn:aws:iam::ACCT:root` as a principal (a known moto gap), so the user ARN is listed too.
 _TRUST_POLICY = {
     "Version": "2012-10-17",
     "Statement": [
