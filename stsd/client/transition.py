@@ -43,7 +43,7 @@ class NoProject(Value):
 class Project(Value):
     """variables: name -> value, None = unset; refresh_at: epoch seconds when to ask again."""
 
-    fields = ("project_file", "name", "variables", "expiration", "refresh_at")
+    fields = ("project_file", "name", "variables", "expiration", "refresh_at", "warning")
     __slots__ = fields
 
 
@@ -108,6 +108,9 @@ def plan(
             info = f"stsd: loaded {answer.name} (expires {answer.expiration})"
             if state is not None:
                 info += f", unloaded {state.name}"
+            if answer.warning:
+                # Said once at entry (and in `stsd env`, `stsd status`): the endpoint is shadowed.
+                notice = Notice(f"warning:{answer.project_file}", f"stsd: warning: {answer.warning}")
     elif isinstance(answer, Unreachable):
         notice = Notice("unreachable", f"stsd: {answer.message}")
         if state is not None and state.project_file == hook_file and state.expiration > utc_text(now):
@@ -172,6 +175,7 @@ def ask_daemon(
         applied,
         str(reply.get("expiration") or ""),
         int(reply.get("refresh_at") or 0),
+        str(reply.get("warning") or ""),
     )
 
 

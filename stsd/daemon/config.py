@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stsd import aws_values
+from stsd.variables import CREDENTIAL_MODES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -58,6 +59,14 @@ class DaemonConfig:
     region: str = field(default_factory=default_region)
     role_session_name: str = field(default_factory=default_role_session_name)
     idle_exit_seconds: int | None = None
+    # How projects that do not say hand out credentials: "env" (variables) or "endpoint" (the loopback
+    # credentials endpoint); stsd.variables.CREDENTIAL_MODES.
+    credentials: str = "env"
+    forced_renewal_interval_seconds: int = 60  # `stsd renew`: at most one forced renewal per session per this
+    endpoint_port: int = 0  # 0: a random free port at each start
+    # Endpoint mode exports AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (a 0600 file) instead of the token itself;
+    # only SDKs that read that variable can then use the endpoint (README: Credentials endpoint).
+    endpoint_token_file: bool = False
 
     @property
     def sts_wait_seconds(self) -> float:
@@ -84,6 +93,10 @@ _RULES: dict[str, tuple[tuple[type, ...], str, Any]] = {
         aws_values.SESSION_NAME.fullmatch,
     ),
     "idle_exit_seconds": ((int,), "a whole number of seconds > 0", lambda v: v > 0),
+    "forced_renewal_interval_seconds": ((int,), "a whole number of seconds > 0", lambda v: v > 0),
+    "credentials": ((str,), " or ".join(f'"{m}"' for m in CREDENTIAL_MODES), CREDENTIAL_MODES.__contains__),
+    "endpoint_port": ((int,), "a port number 0-65535 (0: random)", lambda v: 0 <= v <= 65535),
+    "endpoint_token_file": ((bool,), "true or false", lambda v: True),
 }
 
 
@@ -108,7 +121,11 @@ def load_config(path: Path) -> DaemonConfig:
             raise ConfigError(f"{path}: {key}: unknown setting; expected one of {known}")
         types, expected, check = _RULES[key]
         # bool is an int subclass in Python; `renew_before_seconds = true` is a mistake, not 1.
-        if isinstance(value, bool) or not isinstance(value, types) or not check(value):
+        if (
+            (isinstance(value, bool) and bool not in types)
+            or not isinstance(value, types)
+            or not check(value)
+        ):
             raise ConfigError(f"{path}: {key}: expected {expected}")
         values[key] = value
     config = DaemonConfig(**values)

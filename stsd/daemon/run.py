@@ -214,6 +214,7 @@ async def _serve(
     log.info("shutting down")
     systemd.notify("STOPPING=1")
     await server.close(SHUTDOWN_GRACE_S)
+    await service.endpoint.close()  # every endpoint token ends with the daemon
     for task in [renewals, *watchers]:
         task.cancel()
     await asyncio.gather(renewals, *watchers, return_exceptions=True)

@@ -37,8 +37,13 @@ USABLE_MARGIN = timedelta(seconds=60)
 # was suspended past a renewal (monotonic time stood still) renews within this long of waking.
 MAX_SLEEP_STEP_SECONDS = 30.0
 # A forced renewal (the protocol's `renew`) can be asked for by anything running as the user, as often as
-# it likes: at most one per session per this interval reaches STS.
+# it likes: at most one per session per this interval reaches STS (config.toml may set another).
 FORCED_RENEWAL_INTERVAL = timedelta(seconds=60)
+# A session too short to keep consumers outside their 15-minute refresh window is renewed this long after
+# it was fetched at the earliest: each hand-out then has as much life as the duration permits, at the cost
+# of an AssumeRole every few minutes (README: Short sessions).
+SHORT_SESSION_MIN_LIFE_USED = timedelta(seconds=120)
+SHORT_SESSION_MARGIN = timedelta(seconds=60)  # beyond min_remaining: a consumer's clock may run ahead
 
 
 @dataclass(frozen=True)
@@ -168,13 +173,15 @@ class _Slot:
             return wall
         return max(wall, self.fetched_wall + timedelta(seconds=monotonic - self.fetched_monotonic))
 
-    def forced_renewal_at(self, wall: datetime, monotonic: float) -> datetime:
+    def forced_renewal_at(
+        self, wall: datetime, monotonic: float, interval: timedelta = FORCED_RENEWAL_INTERVAL
+    ) -> datetime:
         """When a forced renewal is possible again (`wall` or earlier: now). Time since the last one is the
         longer of what the two clocks say: a suspend does not prolong the wait, nor does a clock set back."""
         if self.forced_wall is None or self.forced_monotonic is None:
             return wall
         elapsed = max(wall - self.forced_wall, timedelta(seconds=monotonic - self.forced_monotonic))
-        return wall + max(timedelta(0), FORCED_RENEWAL_INTERVAL - elapsed)
+        return wall + max(timedelta(0), interval - elapsed)
 
     def usable(self, now: datetime) -> bool:
         return (
@@ -218,6 +225,7 @@ class SessionManager:
         self._count_lock = threading.Lock()
         self.assume_role_calls = 0  # AssumeRole calls sent, for tests and benchmarks
         self.loop_checked_at: datetime | None = None  # wall time the renewal loop last looked at
+        self._forced_interval = timedelta(seconds=config.forced_renewal_interval_seconds)
 
     # -- callers -------------------------------------------------------------------------------------
 
@@ -254,12 +262,12 @@ class SessionManager:
                 "files change)",
             )
         wall, monotonic = self._clock.wall(), self._clock.monotonic()
-        possible_at = slot.forced_renewal_at(wall, monotonic)
+        possible_at = slot.forced_renewal_at(wall, monotonic, self._forced_interval)
         if possible_at > wall:
             wait = math.ceil((possible_at - wall).total_seconds())
             raise RenewLimited(
                 f"{slot.request.label or slot.request.role_arn} was renewed on request less than "
-                f"{FORCED_RENEWAL_INTERVAL.total_seconds():.0f} s ago; a forced renewal is possible again in "
+                f"{self._forced_interval.total_seconds():.0f} s ago; a forced renewal is possible again in "
                 f"{wait} s (at {possible_at.strftime('%Y-%m-%dT%H:%M:%SZ')}); the daemon renews ahead of "
                 "expiry on its own",
                 possible_at,
@@ -286,7 +294,9 @@ class SessionManager:
                 replace(
                     slot.snapshot(),
                     blocked=blocked,
-                    forced_renewal_at=None if blocked else slot.forced_renewal_at(wall, monotonic),
+                    forced_renewal_at=None
+                    if blocked
+                    else slot.forced_renewal_at(wall, monotonic, self._forced_interval),
                 )
             )
         return snapshots
@@ -469,15 +479,19 @@ class SessionManager:
 
         Renew `renew_before` (+ jitter 0..renew_jitter, spreading renewals) ahead of expiry, and never
         later than the point where less than `min_remaining` would be left: so nobody is handed less
-        while a renewal is possible. A session too short for that (e.g. 900 s or 1800 s) renews at half
-        its life instead: it is never handed out with less than half its life, and a failed renewal
-        still has the other half to retry in."""
-        half_life = lifetime / 2
+        while a renewal is possible. A session too short for that (under about 25 min) cannot keep
+        consumers outside their 15-minute window for long: it is renewed once 16 min are left, or once
+        SHORT_SESSION_MIN_LIFE_USED is used up if that comes later. Every hand-out then has as much of
+        the duration left as it permits (a 1200 s session at least 16 min, a 900 s one at least 13 min),
+        and a failed renewal has the rest of the life to retry in."""
         lead = timedelta(
             seconds=self._config.renew_before_seconds
             + self._rng.uniform(0, self._config.renew_jitter_seconds)
         )
-        lead = min(max(lead, timedelta(seconds=self._config.min_remaining_seconds)), half_life)
+        lead = max(lead, timedelta(seconds=self._config.min_remaining_seconds))
+        if lifetime - lead < SHORT_SESSION_MIN_LIFE_USED:
+            short_lead = timedelta(seconds=self._config.min_remaining_seconds) + SHORT_SESSION_MARGIN
+            lead = min(short_lead, lifetime - SHORT_SESSION_MIN_LIFE_USED)
         return expires_at - lead
 
     def _record_failure(self, slot: _Slot, failure: _Failure, files: tuple[FileStamp, ...]) -> None:
