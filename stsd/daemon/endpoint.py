@@ -42,6 +42,8 @@ MAX_CONNECTIONS = 512
 # botocore fetches on every call while less than 15 min is left (short sessions), so a busy loop is normal.
 RATE_BURST = 400.0
 RATE_PER_S = 100.0
+MAX_REVOKED = 1024  # revoked tokens whose reason is remembered
+UNTRUSTED_CODE = protocol.UNTRUSTED
 
 # Error codes of the endpoint's JSON replies, beyond the protocol's own (untrusted, denied, sts_*...).
 UNAUTHORIZED = "unauthorized"
@@ -110,6 +112,9 @@ class Grants:
     def __init__(self, token_dir: Path | None = None) -> None:
         self._by_digest: dict[bytes, Grant] = {}
         self._by_file: dict[tuple[Path, bytes], Grant] = {}
+        # Why a token was revoked (code, message), so every later request with it is told, not only the
+        # first: SDKs retry, and the last answer is the one a user sees. Bounded: oldest forgotten first.
+        self._revoked: dict[bytes, tuple[str, str]] = {}
         self._token_dir = token_dir
 
     def __len__(self) -> int:
@@ -121,7 +126,13 @@ class Grants:
         digest = content_digest(content)
         grant = self._by_file.get((project_path, digest))
         if grant is None:
-            self.revoke(project_path)
+            self.revoke(
+                project_path,
+                (
+                    UNTRUSTED_CODE,
+                    f"{project_path} changed since this process got its token; start the process again from a shell in the project",
+                ),
+            )
             grant = Grant(project_path, digest, secrets.token_urlsafe(TOKEN_BYTES))
             self._by_digest[_key(grant.token)] = grant
             self._by_file[(project_path, digest)] = grant
@@ -135,19 +146,27 @@ class Grants:
             return None
         return grant
 
-    def revoke(self, project_path: Path) -> None:
+    def revocation(self, presented: str) -> tuple[str, str] | None:
+        """(code, message) of a token revoked while this daemon runs, or None."""
+        return self._revoked.get(_key(presented))
+
+    def revoke(self, project_path: Path, reason: tuple[str, str] | None = None) -> None:
         for key, grant in list(self._by_file.items()):
             if key[0] == project_path:
-                self._drop(grant)
+                self._drop(grant, reason)
 
-    def revoke_grant(self, grant: Grant) -> None:
-        self._drop(grant)
+    def revoke_grant(self, grant: Grant, reason: tuple[str, str] | None = None) -> None:
+        self._drop(grant, reason)
 
     def revoke_all(self) -> None:
         for grant in list(self._by_file.values()):
             self._drop(grant)
 
-    def _drop(self, grant: Grant) -> None:
+    def _drop(self, grant: Grant, reason: tuple[str, str] | None = None) -> None:
+        if reason is not None:
+            if len(self._revoked) >= MAX_REVOKED:
+                del self._revoked[next(iter(self._revoked))]
+            self._revoked[_key(grant.token)] = reason
         self._by_digest.pop(_key(grant.token), None)
         self._by_file.pop((grant.project_path, grant.content_digest), None)
         if grant.token_file is not None:
@@ -309,6 +328,9 @@ class CredentialsEndpoint:
         if presented.lower().startswith("bearer "):
             presented = presented[7:]
         grant = self.grants.find(presented) if presented else None
+        revoked = self.grants.revocation(presented) if grant is None and presented else None
+        if revoked is not None:
+            raise EndpointRefusal(403, revoked[0], revoked[1])
         if grant is None:
             self._throttled.info("endpoint: refused tokens", "endpoint: refused a missing or unknown token")
             raise EndpointRefusal(

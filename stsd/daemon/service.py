@@ -242,7 +242,6 @@ class Service:
             code, message = refused.code, refused.message
             if code in (protocol.UNTRUSTED, protocol.DENIED, protocol.INVALID_PROJECT):
                 # The token was bound to the content trusted then: it ends here, whatever comes next.
-                self.endpoint.grants.revoke_grant(grant)
                 allow = terminal.allow_command(str(path), terminal.DEFAULT_SHELL)
                 restart = "then start the process again from a shell in the project"
                 if code == protocol.UNTRUSTED:
@@ -253,6 +252,7 @@ class Service:
                     message = f"{path} is denied; to trust it after all run: {allow}, {restart}"
                 else:
                     message = f"{message}; fix it, run: {allow}, {restart}"
+                self.endpoint.grants.revoke_grant(grant, (code, message))
             raise EndpointRefusal(_HTTP_STATUS.get(code, 500), code, message) from None
         credentials = session.credentials
         assert credentials is not None
