@@ -25,7 +25,10 @@ HOOK_FILE = "__STSD_FILE"  # the .stsd.toml the hook found walking up from $PWD;
 HOOK_SHOWN = "__STSD_SHOWN"  # cause of the last message shown, so each cause is shown once
 HOOK_PID = "__STSD_PID"  # the interactive shell's pid
 HOOK_FIRST = "__STSD_FIRST"  # "1" at the shell's first prompt: no informational line at start-up
-_HOOK_VARIABLES = (HOOK_FILE, HOOK_SHOWN, HOOK_PID, HOOK_FIRST)
+# "1" while powerlevel10k's instant prompt is on: a line for the user goes into the hook's _stsd_held
+# (shown once the instant prompt is over) instead of to the terminal now.
+HOOK_HOLD = "__STSD_HOLD"
+_HOOK_VARIABLES = (HOOK_FILE, HOOK_SHOWN, HOOK_PID, HOOK_FIRST, HOOK_HOLD)
 
 DEFAULT_TIMEOUT_S = 1.0  # the prompt waits at most about this long for the daemon
 RETRY_AFTER_S = 60  # asking again after an STS-side failure that may clear by itself
@@ -284,6 +287,7 @@ def run(shell_name: str, environ: Mapping[str, str]) -> int:
         stamp_problem = f"stsd: cannot write {stamps.directory}: {_reason(error)}"
     shown = environ.get(HOOK_SHOWN, "")
     first_prompt = environ.get(HOOK_FIRST) == "1"
+    hold = environ.get(HOOK_HOLD) == "1"
     environ = {k: v for k, v in environ.items() if k not in _HOOK_VARIABLES}
     answer = ask_daemon(directory, project_file, shell_name)
     transition = plan(environ, answer, hook_file=project_file, shell_pid=shell_pid, now=time.time())
@@ -305,10 +309,15 @@ def run(shell_name: str, environ: Mapping[str, str]) -> int:
         print(f"stsd: cannot keep your previous values safe: {_reason(error)}", file=sys.stderr)
         return 1
     sys.stdout.write(render(shell, transition, stamps, project_file))
+    line = ""
     if transition.notice and transition.notice.cause != shown:
-        print(terminal.printable(transition.notice.line), file=sys.stderr)
+        line = terminal.printable(transition.notice.line)
     elif transition.info and not quiet() and not first_prompt:
-        print(terminal.printable(transition.info), file=sys.stderr)
+        line = terminal.printable(transition.info)
+    if line and hold:
+        sys.stdout.write(shell.assign({"_stsd_held": line}))
+    elif line:
+        print(line, file=sys.stderr)
     return 0
 
 
