@@ -234,14 +234,17 @@ def test_editing_or_denying_the_file_revokes_its_token_with_a_message_naming_the
         assert status == 403 and body["code"] == "denied" and "stsd allow" in body["message"]
 
 
-def test_a_daemon_restart_revokes_every_token(world: World, endpoint_daemon: Daemon) -> None:
+def test_stsd_stop_revokes_every_token(world: World) -> None:
+    started = world.stsd("start", timeout=60)
+    assert started.returncode == 0, started.stderr
     directory = trusted(world, "p", ENDPOINT_PROJECT)
     variables = env_json(world, directory)
     url, token = (
         variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
         variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
     )
-    endpoint_daemon.stop()
+    assert get(url, token)[0] == 200
+    assert world.stsd("stop").returncode == 0
     with pytest.raises(OSError):
         get(url, token)
     again = Daemon(world)
@@ -249,6 +252,25 @@ def test_a_daemon_restart_revokes_every_token(world: World, endpoint_daemon: Dae
         new = env_json(world, directory)
         status, body = get(new["AWS_CONTAINER_CREDENTIALS_FULL_URI"], token)
         assert (status, body["code"]) == (401, "unauthorized")
+    finally:
+        again.stop()
+
+
+def test_a_brief_restart_keeps_serving_the_same_url_and_token(world: World, endpoint_daemon: Daemon) -> None:
+    """systemctl restart, an upgrade, a crash: processes started before keep their URL and token, so
+    credentials they still hold never turn into a failed call at their next refresh."""
+    directory = trusted(world, "p", ENDPOINT_PROJECT)
+    variables = env_json(world, directory)
+    url, token = (
+        variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+        variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
+    )
+    endpoint_daemon.stop()  # SIGTERM, as systemd sends it
+    again = Daemon(world)
+    try:
+        status, body = get(url, token)
+        assert status == 200, body
+        assert env_json(world, directory)["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == token
     finally:
         again.stop()
 
@@ -267,7 +289,9 @@ def test_token_file_mode_writes_a_private_file_without_newline(world: World) -> 
         assert get(variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"], token)[0] == 200
     finally:
         daemon.stop()
-    assert not path.exists()  # stopping revokes: the file goes with the token
+    assert path.exists()  # kept for a brief restart
+    assert world.stsd("stop").returncode == 0  # no daemon runs: stop still revokes what was saved
+    assert not path.exists()
 
 
 def test_two_hundred_concurrent_requests_are_served(world: World, endpoint_daemon: Daemon) -> None:

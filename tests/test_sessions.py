@@ -297,10 +297,14 @@ def test_short_sessions_hand_out_as_much_life_as_the_duration_permits(world_env:
             session = await h.manager.credentials(role_request(duration_seconds=900))
             assert session.expires_at is not None and session.renew_at is not None
             assert session.expires_at - session.renew_at == timedelta(seconds=780)
+            assert session.cost_note is not None and "every call" in session.cost_note
             # 1200 s: renewed with 16 min left, so every hand-out stays outside botocore's 15-min window.
             session = await h.manager.credentials(role_request(duration_seconds=1200, session_name="s-1200"))
             assert session.expires_at is not None and session.renew_at is not None
             assert session.expires_at - session.renew_at == timedelta(seconds=960)
+            assert session.cost_note == (
+                "a 20 min session: an AssumeRole every 4 min; each hand-out keeps 15 min or more"
+            )
 
     run(scenario())
 

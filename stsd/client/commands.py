@@ -321,6 +321,8 @@ def _render_sessions(sessions: list[Mapping[str, Any]]) -> str:
             lines.append(_one_line(f"    last error  {session['last_error']}"))
         if session.get("note"):
             lines.append(_one_line(f"    note        {session['note']}"))
+        if session.get("cost"):
+            lines.append(_one_line(f"    cost        {session['cost']}"))
     return "\n".join(lines)
 
 

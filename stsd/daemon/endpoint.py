@@ -43,6 +43,9 @@ MAX_CONNECTIONS = 512
 RATE_BURST = 400.0
 RATE_PER_S = 100.0
 MAX_REVOKED = 1024  # revoked tokens whose reason is remembered
+# A daemon started again within this long of the last one's exit serves that one's tokens on its port:
+# processes started before a brief restart (systemctl restart, an upgrade, a crash) keep working.
+RESTART_GRACE_S = 300.0
 UNTRUSTED_CODE = protocol.UNTRUSTED
 
 # Error codes of the endpoint's JSON replies, beyond the protocol's own (untrusted, denied, sts_*...).
@@ -109,7 +112,9 @@ class Grants:
     """The live tokens, looked up by the SHA-256 of the token (a lookup reveals nothing about the token),
     then compared in constant time."""
 
-    def __init__(self, token_dir: Path | None = None) -> None:
+    def __init__(self, token_dir: Path | None = None, state_file: Path | None = None) -> None:
+        self._state_file = state_file
+        self.port: int | None = None  # the port the saved state names (and then the endpoint's)
         self._by_digest: dict[bytes, Grant] = {}
         self._by_file: dict[tuple[Path, bytes], Grant] = {}
         # Why a token was revoked (code, message), so every later request with it is told, not only the
@@ -136,8 +141,10 @@ class Grants:
             grant = Grant(project_path, digest, secrets.token_urlsafe(TOKEN_BYTES))
             self._by_digest[_key(grant.token)] = grant
             self._by_file[(project_path, digest)] = grant
+            self.save()
         if with_file and grant.token_file is None:
             grant.token_file = self._write_token_file(grant.token)
+            self.save()
         return grant
 
     def find(self, presented: str) -> Grant | None:
@@ -151,16 +158,85 @@ class Grants:
         return self._revoked.get(_key(presented))
 
     def revoke(self, project_path: Path, reason: tuple[str, str] | None = None) -> None:
-        for key, grant in list(self._by_file.items()):
-            if key[0] == project_path:
-                self._drop(grant, reason)
+        dropped = [grant for key, grant in self._by_file.items() if key[0] == project_path]
+        for grant in dropped:
+            self._drop(grant, reason)
+        if dropped:
+            self.save()
 
     def revoke_grant(self, grant: Grant, reason: tuple[str, str] | None = None) -> None:
         self._drop(grant, reason)
+        self.save()
 
     def revoke_all(self) -> None:
         for grant in list(self._by_file.values()):
             self._drop(grant)
+        self.save()
+
+    # -- kept across a brief restart -------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write the port and live tokens to the private runtime directory (0600, replaced atomically), so
+        a daemon restarted within RESTART_GRACE_S serves the processes started before it; `stsd stop`
+        removes the file (forget_saved_state), which revokes them for good."""
+        if self._state_file is None:
+            return
+        document = {
+            "saved_at": time.time(),
+            "port": self.port,
+            "grants": [
+                {
+                    "path": str(grant.project_path),
+                    "digest": grant.content_digest.hex(),
+                    "token": grant.token,
+                    "token_file": str(grant.token_file) if grant.token_file else None,
+                }
+                for grant in self._by_file.values()
+            ],
+        }
+        try:
+            paths.ensure_private_dir(str(self._state_file.parent))
+            temporary = self._state_file.with_name(self._state_file.name + ".new")
+            descriptor = paths.open_private_file(str(temporary), os.O_TRUNC)
+            try:
+                os.write(descriptor, json.dumps(document).encode())
+            finally:
+                os.close(descriptor)
+            os.replace(temporary, self._state_file)
+        except (OSError, paths.UnsafeDirectoryError) as error:
+            log.warning("cannot keep the endpoint's tokens for a restart: %s", error)
+
+    def restore(self, now: float) -> None:
+        """Take over the tokens a daemon that stopped less than RESTART_GRACE_S ago left; older ones are
+        removed (a restart that long is not brief: shells ask again at their next prompt anyway)."""
+        if self._state_file is None:
+            return
+        try:
+            paths.check_private_dir(str(self._state_file.parent))
+            with open(self._state_file, encoding="utf-8") as file:
+                if os.fstat(file.fileno()).st_uid != os.getuid():
+                    return
+                document = json.load(file)
+            fresh = now - float(document["saved_at"]) < RESTART_GRACE_S
+            records = list(document["grants"])
+            port = int(document["port"] or 0)
+        except (OSError, ValueError, KeyError, TypeError, paths.UnsafeDirectoryError):
+            return
+        if not fresh:
+            forget_saved_state(self._state_file)
+            return
+        for record in records:
+            try:
+                token_file = Path(record["token_file"]) if record.get("token_file") else None
+                grant = Grant(
+                    Path(record["path"]), bytes.fromhex(record["digest"]), str(record["token"]), token_file
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+            self._by_digest[_key(grant.token)] = grant
+            self._by_file[(grant.project_path, grant.content_digest)] = grant
+        self.port = port or None
+        log.info("kept %d endpoint token(s) from the daemon that stopped just before", len(records))
 
     def _drop(self, grant: Grant, reason: tuple[str, str] | None = None) -> None:
         if reason is not None:
@@ -176,7 +252,7 @@ class Grants:
 
     def _write_token_file(self, token: str) -> Path:
         """A 0600 file holding the token and nothing else (no newline: botocore sends the file verbatim)."""
-        directory = self._token_dir or Path(paths.runtime_dir()) / "tokens"
+        directory = self._token_dir or Path(paths.endpoint_tokens_dir())
         paths.ensure_private_dir(str(directory.parent))
         paths.ensure_private_dir(str(directory))
         path = directory / f"{secrets.token_hex(8)}.token"
@@ -186,6 +262,18 @@ class Grants:
         finally:
             os.close(descriptor)
         return path
+
+
+def forget_saved_state(state_file: Path | None = None) -> None:
+    """Remove the saved tokens and their files (`stsd stop`): revoked for good, even for a later daemon."""
+    state_file = state_file or Path(paths.endpoint_state_file())
+    with contextlib.suppress(OSError, ValueError), open(state_file, encoding="utf-8") as file:
+        for record in json.load(file).get("grants", []):
+            if record.get("token_file"):
+                with contextlib.suppress(OSError):
+                    os.unlink(record["token_file"])
+    with contextlib.suppress(FileNotFoundError):
+        state_file.unlink()
 
 
 def _key(token: str) -> bytes:
@@ -231,24 +319,45 @@ class CredentialsEndpoint:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
             if self._server is None:
-                self._server = await asyncio.start_server(
-                    self._on_connection, LOOPBACK, self._port, backlog=socket.SOMAXCONN, limit=MAX_HEAD_BYTES
-                )
+                port = self._port or self.grants.port or 0
+                try:
+                    self._server = await self._listen(port)
+                except OSError as error:
+                    if self._port or not port:
+                        raise
+                    # The last daemon's port is taken now: a new one, and its processes' tokens are void.
+                    log.warning(
+                        "cannot listen on port %d again (%s); new port, new tokens", port, error.strerror
+                    )
+                    self.grants.revoke_all()
+                    self._server = await self._listen(0)
                 sockname = self._server.sockets[0].getsockname()
                 self.address = (sockname[0], sockname[1])
+                self.grants.port = self.address[1]
+                self.grants.save()
                 log.info("credentials endpoint listening on %s", self.url)
         assert self.url is not None
         return self.url
 
+    async def _listen(self, port: int) -> asyncio.AbstractServer:
+        return await asyncio.start_server(
+            self._on_connection, LOOPBACK, port, backlog=socket.SOMAXCONN, limit=MAX_HEAD_BYTES
+        )
+
+    async def resume(self) -> None:
+        """Serve at once when the last daemon left tokens (a brief restart): its processes are waiting."""
+        if len(self.grants):
+            await self.ensure_started()
+
     async def close(self) -> None:
-        """Stop serving and revoke every token (`stsd stop` ends every grant)."""
+        """Stop serving. The tokens stay saved for a brief restart; `stsd stop` removes them for good."""
         if self._server is not None:
             self._server.close()
             for task in list(self._connections):
                 task.cancel()
             if self._connections:
                 await asyncio.gather(*self._connections, return_exceptions=True)
-        self.grants.revoke_all()
+        self.grants.save()
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -15,13 +15,19 @@ from typing import Any
 
 import psutil
 
-from stsd import __version__, protocol, terminal
+from stsd import __version__, paths, protocol, terminal
 from stsd.daemon.clock import Clock
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.endpoint import CredentialsEndpoint, EndpointRefusal, Grant, Grants, content_digest
 from stsd.daemon.environment import effective_environment
 from stsd.daemon.requests import RequestError, RoleRequest, resolve_profile, resolve_request
-from stsd.daemon.sessions import RenewLimited, RoleSession, SessionError, SessionManager
+from stsd.daemon.sessions import (
+    CONSUMER_REFRESH_WINDOW,
+    RenewLimited,
+    RoleSession,
+    SessionError,
+    SessionManager,
+)
 from stsd.daemon.sources import SourceRegistry, aws_profiles, default_profile_shadow
 from stsd.daemon.throttled_log import ThrottledLog
 from stsd.project.governing import governing_project
@@ -50,8 +56,6 @@ log = logging.getLogger("stsd.service")
 MAX_ID_CHARS = 128
 MAX_PATH_CHARS = 4096
 MAX_PROFILE_CHARS = 128
-# Consumers (botocore) fetch again on every call once less than this is left (AWS-FACTS.md).
-CONSUMER_REFRESH_WINDOW = timedelta(minutes=15)
 # Ask again just after the daemon's planned renewal, so the client picks up the renewed credentials.
 AFTER_RENEWAL = timedelta(seconds=5)
 # When renewals fail and the credentials are already inside the window, ask at most this often.
@@ -120,8 +124,10 @@ class Service:
         # Read once: the daemon's environment does not change while it runs.
         self._environment = effective_environment(os.environ)
         self._process = psutil.Process()
+        grants = Grants(state_file=Path(paths.endpoint_state_file()))
+        grants.restore(time.time())
         self.endpoint = CredentialsEndpoint(
-            self.endpoint_credentials, Grants(), port=config.endpoint_port, throttled=self._throttled
+            self.endpoint_credentials, grants, port=config.endpoint_port, throttled=self._throttled
         )
         self._operations: dict[str, Operation] = {
             "ping": self._ping,
@@ -480,6 +486,7 @@ def _session_status(session: RoleSession, now: datetime) -> dict[str, Any]:
         "renews_in_s": int((session.renew_at - now).total_seconds()) if session.renew_at else None,
         "last_error": session.last_error,
         "note": session.capped_note,
+        "cost": session.cost_note,
         "idle": session.idle,
         # When `renew` may force a renewal again: now or later; null while a permanent failure blocks it.
         "blocked": session.blocked,

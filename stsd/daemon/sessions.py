@@ -43,7 +43,11 @@ FORCED_RENEWAL_INTERVAL = timedelta(seconds=60)
 # it was fetched at the earliest: each hand-out then has as much life as the duration permits, at the cost
 # of an AssumeRole every few minutes (README: Short sessions).
 SHORT_SESSION_MIN_LIFE_USED = timedelta(seconds=120)
-SHORT_SESSION_MARGIN = timedelta(seconds=60)  # beyond min_remaining: a consumer's clock may run ahead
+SHORT_SESSION_MARGIN = timedelta(seconds=60)
+SHORT_SESSION = timedelta(minutes=30)
+CONSUMER_REFRESH_WINDOW = timedelta(
+    minutes=15
+)  # botocore's advisory window (AWS-FACTS.md)  # beyond min_remaining: a consumer's clock may run ahead
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class RoleSession:
     # when a forced renewal is possible again (None while blocked).
     blocked: bool = False
     forced_renewal_at: datetime | None = None
+    cost_note: str | None = None  # what a short session costs (README: Short sessions)
 
     @property
     def label(self) -> str:
@@ -133,6 +138,7 @@ class _Slot:
         self.credentials: TemporaryCredentials | None = None
         self.assumed_role_arn: str | None = None
         self.capped_note: str | None = None
+        self.cost_note: str | None = None
         # Decisions use a deadline on our own clock: when we sent the request plus the lifetime STS
         # granted. It is never later than the real expiry whatever the skew between us and AWS (and it
         # lets tests drive a fake clock against a real local STS).
@@ -163,6 +169,7 @@ class _Slot:
             idle=self.idle,
             retry_at=self.retry_at,
             error_code=self.error_code,
+            cost_note=self.cost_note,
         )
 
     def now(self, wall: datetime, monotonic: float) -> datetime:
@@ -462,6 +469,7 @@ class SessionManager:
         slot.capped_note = assumed.capped_note
         slot.expires_at = started + lifetime
         slot.renew_at = self._schedule(slot.expires_at, lifetime)
+        slot.cost_note = _short_session_cost(lifetime, slot.expires_at - slot.renew_at)
         slot.last_error = slot.error_code = None
         slot.failures = 0
         slot.retry_at = None
@@ -561,6 +569,19 @@ class SessionManager:
             lifetime_seconds=duration or STS_DEFAULT_DURATION_SECONDS,
             capped_note=note,
         )
+
+
+def _short_session_cost(lifetime: timedelta, lead: timedelta) -> str | None:
+    """One line on what a session under 30 min costs, or None for longer ones."""
+    if lifetime >= SHORT_SESSION:
+        return None
+    every = (lifetime - lead).total_seconds() / 60
+    text = f"a {lifetime.total_seconds() / 60:.0f} min session: an AssumeRole every {every:.0f} min"
+    if lead < CONSUMER_REFRESH_WINDOW:
+        return (
+            text + "; SDKs fetch credentials again on every call (under 15 min left), so use 20 min or more"
+        )
+    return text + "; each hand-out keeps 15 min or more"
 
 
 def _effective_duration(asked: int | None, *, chained: bool) -> tuple[int | None, str | None]:
