@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import LocalAws, Row
 
-SECTIONS = ("daemon", "economy", "switching", "shell")
+SECTIONS = ("daemon", "endpoint", "economy", "switching", "shell")
 
 
 def _section(name: str) -> Callable[[LocalAws, bool], list[Row]]:
@@ -30,6 +30,12 @@ def _section(name: str) -> Callable[[LocalAws, bool], list[Row]]:
         import daemon_bench
 
         return lambda aws, quick: daemon_bench.measure(
+            aws, requests=300 if quick else 2000, seconds=1 if quick else 2
+        )
+    if name == "endpoint":
+        import endpoint_bench
+
+        return lambda aws, quick: endpoint_bench.measure(
             aws, requests=300 if quick else 2000, seconds=1 if quick else 2
         )
     if name == "economy":

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import Daemon, World, ask_daemon
 
-from stsd.daemon.endpoint import _proc_address, peer_uid
+from stsd.daemon.endpoint import _diag_uid, _proc_address, _proc_uid, peer_uid
 
 ENDPOINT_PROJECT = 'profile = "alice-sts"\ncredentials = "endpoint"\n'
 SHORT_ENDPOINT_PROJECT = 'profile = "alice-sts"\ncredentials = "endpoint"\nduration_seconds = 900\n'
@@ -381,8 +381,12 @@ def test_peer_uid_reads_the_kernels_table_of_tcp_sockets() -> None:
         with socket.create_connection(listener.getsockname()):
             server, _ = listener.accept()
             with server:
-                assert peer_uid(server.getpeername(), server.getsockname()) == os.getuid()
-                assert peer_uid(("127.0.0.1", 1), server.getsockname()) is None
+                peer, local = server.getpeername(), server.getsockname()
+                assert peer_uid(peer, local) == os.getuid()
+                # Both ways the kernel tells: sock_diag's exact lookup and the /proc/net/tcp table.
+                assert _diag_uid(peer, local) == _proc_uid(peer, local, "/proc/net") == os.getuid()
+                assert _diag_uid(("127.0.0.1", 1), local) is None
+                assert _proc_uid(("127.0.0.1", 1), local, "/proc/net") is None
     assert (
         _proc_address("127.0.0.1", 8080)
         == ("0100007F" if sys.byteorder == "little" else "7F000001") + ":1F90"

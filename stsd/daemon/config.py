@@ -67,6 +67,7 @@ class DaemonConfig:
     # Endpoint mode exports AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (a 0600 file) instead of the token itself;
     # only SDKs that read that variable can then use the endpoint (README: Credentials endpoint).
     endpoint_token_file: bool = False
+    endpoint_requests_per_second: int = 200  # per project token; bursts of twice this (at least 400)
 
     @property
     def sts_wait_seconds(self) -> float:
@@ -97,6 +98,7 @@ _RULES: dict[str, tuple[tuple[type, ...], str, Any]] = {
     "credentials": ((str,), " or ".join(f'"{m}"' for m in CREDENTIAL_MODES), CREDENTIAL_MODES.__contains__),
     "endpoint_port": ((int,), "a port number 0-65535 (0: random)", lambda v: 0 <= v <= 65535),
     "endpoint_token_file": ((bool,), "true or false", lambda v: True),
+    "endpoint_requests_per_second": ((int,), "a whole number > 0", lambda v: v > 0),
 }
 
 

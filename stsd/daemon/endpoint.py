@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import hmac
 import ipaddress
@@ -38,10 +39,12 @@ MAX_HEAD_BYTES = 8 * 1024  # an SDK's GET is a few hundred bytes
 HEAD_TIMEOUT_S = 5.0
 WRITE_TIMEOUT_S = 5.0
 MAX_CONNECTIONS = 512
-# Per token: a burst of RATE_BURST requests (200 concurrent processes starting at once), then RATE_PER_S.
-# botocore fetches on every call while less than 15 min is left (short sessions), so a busy loop is normal.
+# Per token: a burst of twice the rate (at least RATE_BURST: 200 concurrent processes starting at once),
+# then the rate (config.toml: endpoint_requests_per_second). botocore fetches on every call while less
+# than 15 min is left (short sessions), so a busy loop is normal; the bound keeps one runaway process
+# from starving every other shell and SDK of the daemon.
 RATE_BURST = 400.0
-RATE_PER_S = 100.0
+RATE_PER_S = 200.0
 MAX_REVOKED = 1024  # revoked tokens whose reason is remembered
 # A daemon started again within this long of the last one's exit serves that one's tokens on its port:
 # processes started before a brief restart (systemctl restart, an upgrade, a crash) keep working.
@@ -92,11 +95,14 @@ class Grant:
     content_digest: bytes
     token: str
     token_file: Path | None = None
-    tokens: float = RATE_BURST  # the token bucket of the rate limit
+    tokens: float = -1.0  # the token bucket of the rate limit; < 0: full
     refilled_at: float = field(default_factory=time.monotonic)
 
-    def take(self, now: float) -> bool:
-        self.tokens = min(RATE_BURST, self.tokens + (now - self.refilled_at) * RATE_PER_S)
+    def take(self, now: float, rate: float) -> bool:
+        burst = max(RATE_BURST, 2 * rate)
+        if self.tokens < 0:
+            self.tokens = burst
+        self.tokens = min(burst, self.tokens + (now - self.refilled_at) * rate)
         self.refilled_at = now
         if self.tokens < 1:
             return False
@@ -293,12 +299,14 @@ class CredentialsEndpoint:
         grants: Grants,
         *,
         port: int = 0,
+        rate_per_s: float = RATE_PER_S,
         throttled: ThrottledLog | None = None,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._credentials_for = credentials_for
         self.grants = grants
         self._port = port
+        self._rate = rate_per_s
         self._throttled = throttled or ThrottledLog(log)
         self._max_connections = max_connections
         self._server: asyncio.AbstractServer | None = None
@@ -448,9 +456,12 @@ class CredentialsEndpoint:
                 "missing or revoked stsd token (the daemon restarted, or the project file changed); "
                 "start the process again from a shell in the project",
             )
-        if not grant.take(time.monotonic()):
+        if not grant.take(time.monotonic(), self._rate):
             raise EndpointRefusal(
-                429, RATE_LIMITED, f"more than {RATE_PER_S:.0f} requests/s with this token; slow down"
+                429,
+                RATE_LIMITED,
+                f"more than {self._rate:.0f} requests/s with this project's token; slow down "
+                "(or raise endpoint_requests_per_second in stsd's config.toml)",
             )
         return grant
 
@@ -507,23 +518,78 @@ def _error(code: str, message: str) -> bytes:
 
 
 def peer_uid(peer: Any, local: Any, proc: str = "/proc/net") -> int | None:
-    """The uid owning the socket at `peer` that is connected to our `local` address, from the kernel's
-    table of TCP sockets (/proc/net/tcp and tcp6: the socket inode and uid of each connection); None when
-    no such socket is listed (gone already, or another network namespace)."""
+    """The uid owning the socket at `peer` that is connected to our `local` address; None when the kernel
+    lists no such socket (gone already, or another network namespace). Asked of the kernel's socket
+    diagnostics for exactly that connection (netlink sock_diag: microseconds), else read from its table
+    of TCP sockets, /proc/net/tcp and tcp6 (milliseconds: the kernel writes out every socket)."""
     if not isinstance(peer, tuple) or not isinstance(local, tuple):
         return None
+    try:
+        return _diag_uid(peer, local)
+    except OSError:  # no AF_NETLINK (a sandbox's RestrictAddressFamilies), no inet_diag module
+        return _proc_uid(peer, local, proc)
+
+
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST = 1
+_NLMSG_ERROR = 2
+_NO_COOKIE = 0xFFFFFFFF
+
+
+def _diag_uid(peer: tuple[Any, ...], local: tuple[Any, ...]) -> int | None:
+    """One exact sock_diag lookup of the peer's socket (its 4-tuple): (uid, inode) from the kernel."""
+    family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
+
+    def address(host: str) -> bytes:
+        return socket.inet_pton(family, host.split("%", 1)[0]).ljust(16, b"\0")
+
+    socket_id = (
+        struct.pack("!HH", peer[1], local[1])
+        + address(peer[0])
+        + address(local[0])
+        + struct.pack("=III", 0, _NO_COOKIE, _NO_COOKIE)
+    )
+    request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + socket_id
+    header = struct.pack("=IHHII", 16 + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as netlink:
+        netlink.settimeout(1.0)
+        netlink.send(header + request)
+        reply = netlink.recv(65536)
+    if len(reply) < 16:
+        raise OSError("short sock_diag reply")
+    if struct.unpack_from("=H", reply, 4)[0] == _NLMSG_ERROR:
+        (error,) = struct.unpack_from("=i", reply, 16)
+        if -error == errno.ENOENT:
+            return None  # no such connection
+        raise OSError(-error, os.strerror(-error))
+    if len(reply) < 16 + 72:
+        raise OSError("short sock_diag reply")
+    # struct inet_diag_msg: family, state, timer, retrans, sockid (48 bytes), expires, rqueue, wqueue, uid, inode
+    uid, inode = struct.unpack_from("=II", reply, 16 + 64)
+    return uid if inode else None  # inode 0: a socket no process holds any more
+
+
+def _proc_uid(peer: tuple[Any, ...], local: tuple[Any, ...], proc: str) -> int | None:
     wanted = (_proc_address(peer[0], peer[1]), _proc_address(local[0], local[1]))
+    needles = [f" {source} {destination} " for source, destination in _variants(wanted)]
     for table in ("tcp", "tcp6"):
         try:
-            with open(os.path.join(proc, table), encoding="ascii") as lines:
-                next(lines, None)  # the header
-                for line in lines:
-                    fields = line.split()
-                    # sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
-                    if len(fields) > 9 and (fields[1], fields[2]) in _variants(wanted) and fields[9] != "0":
-                        return int(fields[7])
+            with open(os.path.join(proc, table), encoding="ascii") as file:
+                text = file.read()
         except FileNotFoundError:
             continue
+        for needle in needles:
+            # A substring search over the whole table: thousands of lines (TIME_WAIT after a burst) cost
+            # microseconds this way, where splitting each line cost milliseconds.
+            at = text.find(needle)
+            if at < 0:
+                continue
+            line_end = text.find("\n", at)
+            fields = text[text.rfind("\n", 0, at) + 1 : line_end if line_end >= 0 else None].split()
+            # sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+            if len(fields) > 9 and fields[9] != "0":  # inode 0: a socket no process holds any more
+                return int(fields[7])
     return None
 
 

@@ -127,7 +127,11 @@ class Service:
         grants = Grants(state_file=Path(paths.endpoint_state_file()))
         grants.restore(time.time())
         self.endpoint = CredentialsEndpoint(
-            self.endpoint_credentials, grants, port=config.endpoint_port, throttled=self._throttled
+            self.endpoint_credentials,
+            grants,
+            port=config.endpoint_port,
+            rate_per_s=config.endpoint_requests_per_second,
+            throttled=self._throttled,
         )
         self._operations: dict[str, Operation] = {
             "ping": self._ping,
