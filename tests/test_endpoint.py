@@ -391,3 +391,22 @@ def test_peer_uid_reads_the_kernels_table_of_tcp_sockets() -> None:
         _proc_address("127.0.0.1", 8080)
         == ("0100007F" if sys.byteorder == "little" else "7F000001") + ":1F90"
     )
+
+
+def test_bounds_request_head_and_per_token_rate(world: World) -> None:
+    write_config(world, "endpoint_requests_per_second = 1\n")
+    daemon = Daemon(world)
+    try:
+        directory = trusted(world, "p", ENDPOINT_PROJECT)
+        variables = env_json(world, directory)
+        url = variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+        token = variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+        status, body = get(url, token, headers={"X-Padding": "x" * 9000})
+        assert (status, body["code"]) == (413, "too_large")
+        statuses = [get(url, token)[0] for _ in range(400)]  # a burst of 400, then 1 per second
+        assert statuses == [200] * 400
+        refusals = [body for status, body in (get(url, token) for _ in range(20)) if status == 429]
+        assert refusals and refusals[0]["code"] == "rate_limited"
+        assert "endpoint_requests_per_second" in refusals[0]["message"]
+    finally:
+        daemon.stop()
