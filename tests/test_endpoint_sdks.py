@@ -1,6 +1,8 @@
-"""Real SDK processes against the credentials endpoint: boto3, the AWS SDK for JavaScript v3 (npm) and the
-AWS CLI (v2 from Debian's `awscli` package, v1 from the test dependencies) keep working across forced
-renewals and get an error naming the fix once the project file is edited. Sessions are 900 s long, so
+"""Real SDK processes against the credentials endpoint: boto3, the AWS SDK for JavaScript v3 (npm), the
+AWS CLI (v2 from Debian's `awscli` package, v1 from the test dependencies) and the AWS SDK for Go v1
+(Debian's golang-github-aws-aws-sdk-go-dev, built by the test into a cache) keep working across forced
+renewals and get an error naming the fix once the project file is edited; each skips with the reason
+when it is not installed. Sessions are 900 s long, so
 botocore fetches again on every call and a renewal shows as a new access key id inside one process."""
 
 from __future__ import annotations
@@ -219,3 +221,54 @@ def test_aws_cli_follows_renewals_and_reports_an_edit(
     result = subprocess.run(call, env=env, cwd=str(directory), capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert_names_the_fix(result.stderr)
+
+
+GO_SDK = Path("/usr/share/gocode/src/github.com/aws/aws-sdk-go")
+GO_PROBE = Path(__file__).resolve().parent / "sdk_probes" / "go_sts_probe.go"
+GO_CACHE = Path(os.environ.get("STSD_TEST_GO_DIR") or Path.home() / ".cache" / "stsd-tests" / "go")
+
+
+def _go_probe() -> Path:
+    if shutil.which("go") is None or not GO_SDK.is_dir():
+        pytest.skip("go or Debian's golang-github-aws-aws-sdk-go-dev is not installed")
+    binary = GO_CACHE / "go_sts_probe"
+    if not binary.exists() or binary.stat().st_mtime < GO_PROBE.stat().st_mtime:
+        GO_CACHE.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "GOPATH": "/usr/share/gocode",
+            "GO111MODULE": "off",
+            "GOCACHE": str(GO_CACHE / "build"),
+        }
+        result = subprocess.run(
+            ["go", "build", "-o", str(binary), str(GO_PROBE)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"the Go SDK probe does not build: {result.stderr.strip()[-300:]}")
+    return binary
+
+
+def test_go_sdk_v1_process_follows_renewals_and_reports_an_edit(
+    world: World, endpoint_project: tuple[Path, dict[str, str], Daemon]
+) -> None:
+    probe = _go_probe()
+    directory, env, _ = endpoint_project
+    # aws-sdk-go v1 reads no AWS_ENDPOINT_URL: the probe takes the local STS from this variable.
+    sdk = SdkProcess([str(probe)], {**env, "STSD_TEST_STS_ENDPOINT": world.aws.endpoint}, directory)
+    try:
+        first = sdk.call()["key"]
+        keys = [sdk.call("fresh")["key"]]
+        for _ in range(RENEWALS):
+            renew(world, directory)
+            # Go refreshes within 5 min of expiry (as JS v3): the long-lived session keeps its valid key.
+            assert sdk.call()["key"] == first
+            keys.append(sdk.call("fresh")["key"])
+        assert len(set(keys)) == RENEWALS + 1, keys
+        edit(directory)
+        assert_names_the_fix(sdk.call("fresh")["error"])
+    finally:
+        sdk.close()
