@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import LocalAws, Row
 
-SECTIONS = ("daemon", "client", "economy", "switching", "shell")
+SECTIONS = ("daemon", "client", "endpoint", "economy", "switching", "shell")
 
 
 def _section(name: str) -> Callable[[LocalAws, bool], list[Row]]:
@@ -36,6 +36,12 @@ def _section(name: str) -> Callable[[LocalAws, bool], list[Row]]:
         import client_startup
 
         return lambda aws, quick: client_startup.measure(aws, repeat=10 if quick else 30)
+    if name == "endpoint":
+        import endpoint_bench
+
+        return lambda aws, quick: endpoint_bench.measure(
+            aws, requests=300 if quick else 2000, seconds=1 if quick else 2
+        )
     if name == "economy":
         import sts_economy
 

@@ -5,6 +5,8 @@
 
 _stsd_hook() {
     local previous_exit=$? dir=${PWD-} file=''
+    # bash-preexec loaded after this hook (starship, atuin): move to its arrays, once.
+    [[ ${_stsd_preexec_ready-} == 1 || -z ${bash_preexec_imported-}${__bp_imported-} ]] || _stsd_use_bash_preexec
     if [[ $dir == "${_stsd_pwd-}" && ! -f $dir/.stsd.toml && (-z ${_stsd_file-} || -f ${_stsd_file-}) ]]; then
         # Same directory, no project file appeared in it and the loaded one is still there: skip the walk.
         file=${_stsd_file-}
@@ -76,16 +78,39 @@ _stsd_leave() {
     _stsd_state=${__STSD_STATE-}
 }
 
+# Just before a command runs (bash-preexec only): the same checks as at a prompt, so a command typed at a
+# prompt drawn before a renewal was due still gets fresh credentials. No process unless something is due.
+_stsd_preexec() {
+    _stsd_hook
+}
+
+# With bash-preexec, stsd goes first in precmd_functions (prompts built there see the current project)
+# and into preexec_functions. Never a DEBUG trap of our own (bash-preexec owns it) nor PS0 (a subshell).
+_stsd_use_bash_preexec() {
+    _stsd_preexec_ready=1
+    local entry
+    for entry in ${precmd_functions[@]+"${precmd_functions[@]}"}; do
+        [[ $entry == _stsd_hook ]] && return 0
+    done
+    precmd_functions=(_stsd_hook ${precmd_functions[@]+"${precmd_functions[@]}"})
+    preexec_functions+=(_stsd_preexec)
+}
+
 # Install once, however often the rc file is sourced; keep every existing PROMPT_COMMAND entry.
 _stsd_install() {
     local entry
+    if [[ -n ${bash_preexec_imported-}${__bp_imported-} ]]; then
+        _stsd_use_bash_preexec
+        return 0
+    fi
     for entry in ${PROMPT_COMMAND[@]+"${PROMPT_COMMAND[@]}"}; do
         [[ $entry == *_stsd_hook* ]] && return 0
     done
-    # bash 5.1+ runs every element of an array PROMPT_COMMAND; older bash only the first.
-    if [[ -n ${PROMPT_COMMAND+set} && ${PROMPT_COMMAND@a} == *a* ]] &&
-        ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))); then
-        PROMPT_COMMAND=(_stsd_hook "${PROMPT_COMMAND[@]}")
+    # bash 5.1+ runs every element of an array PROMPT_COMMAND, each with the user's PIPESTATUS (a string
+    # "_stsd_hook;theirs" would show theirs ours): use the array form there, turning a string into one
+    # element. Older bash runs only the first element: a string it stays.
+    if ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))); then
+        PROMPT_COMMAND=(_stsd_hook ${PROMPT_COMMAND[@]+"${PROMPT_COMMAND[@]}"})
     else
         # shellcheck disable=SC2128,SC2178 # here PROMPT_COMMAND is a string (or an array bash runs [0] of)
         PROMPT_COMMAND="_stsd_hook${PROMPT_COMMAND:+;$PROMPT_COMMAND}"

@@ -88,3 +88,9 @@ end
 function _stsd_on_cd --on-variable PWD
     _stsd_hook
 end
+
+# Just before a command runs: the same checks as at a prompt, so a command typed at a prompt drawn before a
+# renewal was due still gets fresh credentials. No process unless something is due.
+function _stsd_on_preexec --on-event fish_preexec
+    _stsd_hook
+end

@@ -9,6 +9,7 @@ _stsd_hook() {
     local previous_exit=$?
     emulate -L zsh
     local dir=${PWD-} file=''
+    _stsd_flush
     if [[ $dir == "${_stsd_pwd-}" && ! -f $dir/.stsd.toml && ( -z ${_stsd_file-} || -f ${_stsd_file-} ) ]]; then
         # Same directory, no project file appeared in it and the loaded one is still there: skip the walk.
         file=${_stsd_file-}
@@ -56,13 +57,31 @@ _stsd_transition() {
         [[ $file == "${_stsd_file-}" ]] || _stsd_leave "$file"
         return 0
     fi
+    # Under powerlevel10k's instant prompt any output is "console output during zsh initialization": the
+    # client then hands its line over in _stsd_held, shown once the instant prompt is over.
+    local hold=0
+    (( ${+__p9k_instant_prompt_active} )) && hold=1
     if code=$(__STSD_FILE=$file __STSD_SHOWN=${_stsd_notice-} __STSD_PID=$$ __STSD_FIRST=${_stsd_first-1} \
-        "$_stsd_python" -I -S -c "${_stsd_entry-}" "${_stsd_root-}" zsh); then
+        __STSD_HOLD=$hold "$_stsd_python" -I -S -c "${_stsd_entry-}" "${_stsd_root-}" zsh); then
         eval "$code"
+        _stsd_flush
         typeset -g _stsd_file=$file _stsd_state=${__STSD_STATE-}
     elif [[ $file != "${_stsd_file-}" ]]; then
         _stsd_leave "$file"  # the client failed: still never keep the previous project's credentials
     fi
+}
+
+# A line held back during powerlevel10k's instant prompt, shown as soon as that is over.
+_stsd_flush() {
+    [[ -n ${_stsd_held-} ]] && (( ! ${+__p9k_instant_prompt_active} )) || return 0
+    print -ru2 -- "$_stsd_held"
+    typeset -g _stsd_held=''
+}
+
+# Just before a command runs: the same checks as at a prompt, so a command typed at a prompt drawn before a
+# renewal was due still gets fresh credentials. No process unless something is due.
+_stsd_preexec() {
+    _stsd_hook
 }
 
 # Restore what the loaded project replaced, with the code the client left for it (no process).
@@ -79,11 +98,14 @@ _stsd_leave() {
     typeset -g _stsd_file=$1 _stsd_state=${__STSD_STATE-}
 }
 
-# precmd for every prompt, chpwd so `cd project && aws ...` already has the credentials. The arrays
-# ignore a second install (-U keeps them unique) and leave oh-my-zsh/starship hooks where they are.
+# precmd for every prompt (first, so prompts built in later precmd functions see the current project),
+# chpwd so `cd project && aws ...` already has the credentials, preexec for a command typed at an old
+# prompt. The arrays ignore a second install (-U keeps them unique) and leave oh-my-zsh/p10k hooks be.
 () {
     emulate -L zsh
-    typeset -gaU precmd_functions chpwd_functions
+    autoload -Uz add-zsh-hook
+    typeset -gaU precmd_functions chpwd_functions preexec_functions
     precmd_functions=(_stsd_hook $precmd_functions)
     chpwd_functions=(_stsd_hook $chpwd_functions)
+    add-zsh-hook preexec _stsd_preexec
 }

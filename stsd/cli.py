@@ -30,6 +30,7 @@ HANDLERS = {
     "deny": "stsd.client.commands:cmd_deny",
     "credential-process": "stsd.client.commands:cmd_credential_process",
     "mfa": "stsd.client.commands:cmd_mfa",
+    "renew": "stsd.client.commands:cmd_renew",
     "install-service": "stsd.install_service:cmd_install_service",
     "demo": "stsd.demo.run:cmd_demo",
 }
@@ -84,7 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     exec_ = commands.add_parser("exec", help="run a command with a project's credentials")
     exec_.add_argument("--dir", default=".", help="project directory (default: the current one)")
+    exec_.add_argument(
+        "--endpoint", action="store_true", help="use the credentials endpoint, whatever the project says"
+    )
     exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+
+    renew = commands.add_parser("renew", help="renew a session now (at most once a minute per session)")
+    which_renew = renew.add_mutually_exclusive_group()
+    which_renew.add_argument(
+        "--dir", help="a directory whose .stsd.toml names the role (default: the current one)"
+    )
+    which_renew.add_argument("--profile", help="a role profile of ~/.aws/config")
 
     for name, verb in (("allow", "trust"), ("deny", "refuse")):
         sub = commands.add_parser(name, help=f"{verb} the .stsd.toml governing DIR")
@@ -178,12 +189,17 @@ def plain_arguments(argv: list[str]) -> PlainArguments | None:
             return None
         return PlainArguments(command, json=json_flag, format=None, dir=rest[0] if rest else ".")
     if command == "exec":
-        directory = "."
-        if rest[:1] == ["--dir"] and len(rest) > 1 and not rest[1].startswith("-"):
-            directory, rest = rest[1], rest[2:]
+        directory, endpoint, seen_dir = ".", False, False
+        while rest[:1] in (["--dir"], ["--endpoint"]):
+            if rest[0] == "--endpoint" and not endpoint:
+                endpoint, rest = True, rest[1:]
+            elif rest[0] == "--dir" and len(rest) > 1 and not rest[1].startswith("-") and not seen_dir:
+                directory, rest, seen_dir = rest[1], rest[2:], True
+            else:
+                return None
         if rest[:1] != ["--"] or len(rest) < 2:
             return None
-        return PlainArguments(command, dir=directory, cmd=rest)
+        return PlainArguments(command, dir=directory, endpoint=endpoint, cmd=rest)
     return None
 
 

@@ -67,6 +67,16 @@ def pid_file() -> str:
     return os.path.join(runtime_dir(), "stsd.pid")
 
 
+def endpoint_state_file() -> str:
+    """The credentials endpoint's port and tokens, kept across a brief restart; `stsd stop` removes it."""
+    return os.path.join(runtime_dir(), "endpoint.json")
+
+
+def endpoint_tokens_dir() -> str:
+    """0600 token files (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE) of the credentials endpoint."""
+    return os.path.join(runtime_dir(), "tokens")
+
+
 def shells_dir() -> str:
     """Per-shell files of the hook (stamps, saved values); inside the private runtime directory."""
     return os.path.join(runtime_dir(), "shells")

@@ -17,6 +17,28 @@ PROFILE_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
 CLEARED_VARIABLES = (*PROFILE_VARIABLES, "AWS_SECURITY_TOKEN")
 PROMPT_NAME_VARIABLE = "STSD_PROFILE"  # a short name of the loaded project, for prompts
 
+# How a project's processes get credentials (`credentials =` in .stsd.toml and the daemon's config.toml):
+# exported key variables, or the daemon's loopback endpoint through the SDKs' container provider.
+ENV_MODE = "env"
+ENDPOINT_MODE = "endpoint"
+CREDENTIAL_MODES = (ENV_MODE, ENDPOINT_MODE)
+
+# Endpoint mode: SDKs fetch credentials from the daemon's loopback endpoint (the container provider).
+CONTAINER_URI_VARIABLE = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+CONTAINER_TOKEN_VARIABLE = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+CONTAINER_TOKEN_FILE_VARIABLE = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
+# Every variable of the container provider: env mode clears them all (a stale URI would be used by an SDK
+# before nothing, but after the keys it is harmless; a RELATIVE_URI beats a FULL_URI in every SDK).
+CONTAINER_VARIABLES = (
+    CONTAINER_URI_VARIABLE,
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    CONTAINER_TOKEN_VARIABLE,
+    CONTAINER_TOKEN_FILE_VARIABLE,
+)
+# Unset in endpoint mode: environment credentials and profiles come before the container provider in
+# every SDK's chain, so any of them would silently win over the endpoint.
+ENDPOINT_CLEARED_VARIABLES = (*CREDENTIAL_VARIABLES, EXPIRATION_VARIABLE, *CLEARED_VARIABLES)
+
 # Variables stsd sets or clears itself, or that would redirect where an SDK takes credentials from:
 # a project's [env] must not set them (they would mix another identity into the project's shell).
 MANAGED_VARIABLES = frozenset(

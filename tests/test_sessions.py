@@ -275,12 +275,22 @@ def test_never_hands_out_less_than_fifteen_minutes_while_renewal_is_possible(wor
     run(scenario())
 
 
-def test_short_sessions_renew_at_half_life(world_env: Any) -> None:
+def test_short_sessions_hand_out_as_much_life_as_the_duration_permits(world_env: Any) -> None:
     async def scenario() -> None:
         async with harness() as h:
+            # 900 s: consumers refetch on every call whatever stsd does; renewed 2 min after each fetch,
+            # so a hand-out keeps at least 13 min (not half the life, as a half-life renewal would).
             session = await h.manager.credentials(role_request(duration_seconds=900))
             assert session.expires_at is not None and session.renew_at is not None
-            assert session.expires_at - session.renew_at == timedelta(seconds=450)
+            assert session.expires_at - session.renew_at == timedelta(seconds=780)
+            assert session.cost_note is not None and "every call" in session.cost_note
+            # 1200 s: renewed with 16 min left, so every hand-out stays outside botocore's 15-min window.
+            session = await h.manager.credentials(role_request(duration_seconds=1200, session_name="s-1200"))
+            assert session.expires_at is not None and session.renew_at is not None
+            assert session.expires_at - session.renew_at == timedelta(seconds=960)
+            assert session.cost_note == (
+                "a 20 min session: an AssumeRole every 4 min; each hand-out keeps 15 min or more"
+            )
 
     run(scenario())
 

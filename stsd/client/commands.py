@@ -57,6 +57,7 @@ def cmd_env(args: argparse.Namespace) -> int:
         variables = _project_variables(reply)
     except CommandError as error:
         return _fail(error)
+    _warn(reply)
     if output == "json":
         print(json_dumps(variables))
         return EXIT_OK
@@ -79,7 +80,8 @@ def _dotenv_quote(value: str) -> str:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    """`stsd exec [--dir DIR] -- CMD...`: replace this process with CMD, run with the project's variables."""
+    """`stsd exec [--dir DIR] [--endpoint] -- CMD...`: replace this process with CMD, run with the project's
+    variables (with --endpoint: the credentials endpoint's, whatever the project says)."""
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]
@@ -87,10 +89,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
         if not command:
             raise CommandError("exec needs a command: stsd exec [--dir DIR] -- CMD...", EXIT_USAGE)
         directory = _existing_directory(args.dir)
-        reply = _ask({"op": "env", "dir": directory})
+        message: dict[str, Any] = {"op": "env", "dir": directory}
+        if getattr(args, "endpoint", False):
+            message["credentials"] = "endpoint"
+        reply = _ask(message)
         if reply.get("project") is None:
             raise CommandError(f"no .stsd.toml governs {directory}; nothing to run {command[0]} with")
         variables = _project_variables(reply)
+        _warn(reply)
     except CommandError as error:
         return _fail(error)
     # The environment from before any loaded project, so `exec --dir B` inside A gets none of A's values.
@@ -175,6 +181,26 @@ def _read_code(about: Mapping[str, Any]) -> str:
     if not line.strip():
         raise CommandError("no MFA code given: type it, pipe it in, or use --code", EXIT_USAGE)
     return line
+
+
+def cmd_renew(args: argparse.Namespace) -> int:
+    """`stsd renew [--dir DIR | --profile NAME]`: renew a session now (at most once a minute per session)."""
+    try:
+        if args.profile is not None:
+            message: dict[str, Any] = {"op": "renew", "profile": args.profile}
+            label = f"profile {args.profile}"
+        else:
+            directory = _existing_directory(args.dir or ".")
+            message = {"op": "renew", "dir": directory}
+            label = directory
+        reply = _ask(message)
+    except CommandError as error:
+        return _fail(error)
+    expiration = reply.get("expiration") or (reply.get("credentials") or {}).get("Expiration")
+    print(_one_line(f"stsd: renewed {label}; the new credentials expire {expiration}"))
+    if "vars" in reply and reply.get("project", {}).get("credentials") != "endpoint":
+        print("stsd: shells in the project pick them up at their next prompt", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_allow(args: argparse.Namespace) -> int:
@@ -266,7 +292,22 @@ def render_status(reply: Mapping[str, Any], directory: str) -> str:
     lines.append(_render_sources(reply.get("sources") or []))
     lines.append(_render_sessions(reply.get("sessions") or []))
     lines.append(_render_project(reply.get("project"), directory))
+    lines.extend(_render_endpoint(reply.get("endpoint") or {}))
     return "\n".join(lines)
+
+
+def _render_endpoint(endpoint: Mapping[str, Any]) -> list[str]:
+    if not endpoint:
+        return []
+    if endpoint.get("url"):
+        count = endpoint.get("projects", 0)
+        line = f"endpoint  {endpoint['url']} ({count} project{'' if count == 1 else 's'}, {endpoint.get('requests', 0)} requests)"
+    else:
+        line = "endpoint  not started (no project in endpoint mode yet)"
+    lines = [_one_line(line)]
+    if endpoint.get("warning"):
+        lines.append(_one_line(f"warning   {endpoint['warning']}"))
+    return lines
 
 
 def _render_daemon(daemon: Mapping[str, Any]) -> list[str]:
@@ -359,6 +400,8 @@ def _render_sessions(sessions: list[Mapping[str, Any]]) -> str:
             lines.append(_one_line(f"    last error  {session['last_error']}"))
         if session.get("note"):
             lines.append(_one_line(f"    note        {session['note']}"))
+        if session.get("cost"):
+            lines.append(_one_line(f"    cost        {session['cost']}"))
     return "\n".join(lines)
 
 
@@ -487,6 +530,12 @@ def _project_variables(reply: Mapping[str, Any]) -> dict[str, str | None]:
         return terminal.checked_variables(reply.get("vars"))
     except terminal.BadReply as error:
         raise CommandError(str(error)) from None
+
+
+def _warn(reply: Mapping[str, Any]) -> None:
+    """The daemon's one-line warning about the reply (a [default] profile that shadows the endpoint)."""
+    if reply.get("warning"):
+        print(f"stsd: warning: {_one_line(str(reply['warning']))}", file=sys.stderr)
 
 
 def _fail(error: CommandError) -> int:

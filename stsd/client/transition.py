@@ -25,7 +25,10 @@ HOOK_FILE = "__STSD_FILE"  # the .stsd.toml the hook found walking up from $PWD;
 HOOK_SHOWN = "__STSD_SHOWN"  # cause of the last message shown, so each cause is shown once
 HOOK_PID = "__STSD_PID"  # the interactive shell's pid
 HOOK_FIRST = "__STSD_FIRST"  # "1" at the shell's first prompt: no informational line at start-up
-_HOOK_VARIABLES = (HOOK_FILE, HOOK_SHOWN, HOOK_PID, HOOK_FIRST)
+# "1" while powerlevel10k's instant prompt is on: a line for the user goes into the hook's _stsd_held
+# (shown once the instant prompt is over) instead of to the terminal now.
+HOOK_HOLD = "__STSD_HOLD"
+_HOOK_VARIABLES = (HOOK_FILE, HOOK_SHOWN, HOOK_PID, HOOK_FIRST, HOOK_HOLD)
 
 DEFAULT_TIMEOUT_S = 1.0  # the prompt waits at most about this long for the daemon
 RETRY_AFTER_S = 60  # asking again after an STS-side failure that may clear by itself
@@ -43,7 +46,7 @@ class NoProject(Value):
 class Project(Value):
     """variables: name -> value, None = unset; refresh_at: epoch seconds when to ask again."""
 
-    fields = ("project_file", "name", "variables", "expiration", "refresh_at")
+    fields = ("project_file", "name", "variables", "expiration", "refresh_at", "warning")
     __slots__ = fields
 
 
@@ -108,6 +111,9 @@ def plan(
             info = f"stsd: loaded {answer.name} (expires {answer.expiration})"
             if state is not None:
                 info += f", unloaded {state.name}"
+            if answer.warning:
+                # Said once at entry (and in `stsd env`, `stsd status`): the endpoint is shadowed.
+                notice = Notice(f"warning:{answer.project_file}", f"stsd: warning: {answer.warning}")
     elif isinstance(answer, Unreachable):
         notice = Notice("unreachable", f"stsd: {answer.message}")
         if state is not None and state.project_file == hook_file and state.expiration > utc_text(now):
@@ -185,6 +191,7 @@ def ask_daemon(
         applied,
         str(reply.get("expiration") or ""),
         int(reply.get("refresh_at") or 0),
+        str(reply.get("warning") or ""),
     )
 
 
@@ -296,6 +303,7 @@ def run(shell_name: str, environ: Mapping[str, str]) -> int:
         stamp_problem = f"stsd: cannot write {stamps.directory}: {_reason(error)}"
     shown = environ.get(HOOK_SHOWN, "")
     first_prompt = environ.get(HOOK_FIRST) == "1"
+    hold = environ.get(HOOK_HOLD) == "1"
     environ = {k: v for k, v in environ.items() if k not in _HOOK_VARIABLES}
     answer = ask_daemon(directory, project_file, advice_shell)
     transition = plan(environ, answer, hook_file=project_file, shell_pid=shell_pid, now=time.time())
@@ -320,10 +328,15 @@ def run(shell_name: str, environ: Mapping[str, str]) -> int:
         sys.stdout.write(wire.json_dumps(transition.changes) + "\n")
     else:
         sys.stdout.write(render(shell, transition, stamps, project_file))
+    line = ""
     if transition.notice and transition.notice.cause != shown:
-        print(terminal.printable(transition.notice.line), file=sys.stderr)
+        line = terminal.printable(transition.notice.line)
     elif transition.info and not quiet() and not first_prompt:
-        print(terminal.printable(transition.info), file=sys.stderr)
+        line = terminal.printable(transition.info)
+    if line and hold and shell is not None:
+        sys.stdout.write(shell.assign({"_stsd_held": line}))
+    elif line:
+        print(line, file=sys.stderr)
     return 0
 
 

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from stsd import aws_values
+from stsd.variables import CREDENTIAL_MODES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,6 +70,15 @@ class DaemonConfig:
     region: str = field(default_factory=default_region)
     role_session_name: str = field(default_factory=default_role_session_name)
     idle_exit_seconds: int | None = None
+    # How projects that do not say hand out credentials: "env" (variables) or "endpoint" (the loopback
+    # credentials endpoint); stsd.variables.CREDENTIAL_MODES.
+    credentials: str = "env"
+    forced_renewal_interval_seconds: int = 60  # `stsd renew`: at most one forced renewal per session per this
+    endpoint_port: int = 0  # 0: a random free port at each start
+    # Endpoint mode exports AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (a 0600 file) instead of the token itself;
+    # only SDKs that read that variable can then use the endpoint (README: Credentials endpoint).
+    endpoint_token_file: bool = False
+    endpoint_requests_per_second: int = 200  # per project token; bursts of twice this (at least 400)
     mfa_session_duration: int = aws_values.SESSION_TOKEN_DEFAULT_SECONDS
     mfa_process: tuple[str, ...] | None = None
     profiles: Mapping[str, SourceSettings] = field(default_factory=lambda: MappingProxyType({}))
@@ -103,6 +113,11 @@ _RULES: dict[str, tuple[tuple[type, ...], str, Any]] = {
         aws_values.SESSION_NAME.fullmatch,
     ),
     "idle_exit_seconds": ((int,), "a whole number of seconds > 0", lambda v: v > 0),
+    "forced_renewal_interval_seconds": ((int,), "a whole number of seconds > 0", lambda v: v > 0),
+    "credentials": ((str,), " or ".join(f'"{m}"' for m in CREDENTIAL_MODES), CREDENTIAL_MODES.__contains__),
+    "endpoint_port": ((int,), "a port number 0-65535 (0: random)", lambda v: 0 <= v <= 65535),
+    "endpoint_token_file": ((bool,), "true or false", lambda v: True),
+    "endpoint_requests_per_second": ((int,), "a whole number > 0", lambda v: v > 0),
 }
 # Settings a [profiles.NAME] table may hold too (they apply to that source profile only).
 _SESSION_TOKEN_RANGE = f"{aws_values.SESSION_TOKEN_MIN_SECONDS}..{aws_values.SESSION_TOKEN_MAX_SECONDS}"
@@ -168,7 +183,7 @@ def _checked(
             raise ConfigError(f"{path}: {where}{key}: unknown setting; expected one of {known}")
         types, expected, check = rules[key]
         # bool is an int subclass in Python; `renew_before_seconds = true` is a mistake, not 1.
-        if isinstance(value, bool) or not isinstance(value, types) or not check(value):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types) or not check(value):
             raise ConfigError(f"{path}: {where}{key}: expected {expected}")
         values[key] = _command(value) if key == "mfa_process" else value
     return values

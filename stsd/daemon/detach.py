@@ -182,8 +182,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
     except (wire.WireError, RefusedToSignal) as error:
         print(f"stsd: {error}", file=sys.stderr)
         return 1
+    from stsd.daemon.endpoint import forget_saved_state
+
     if pid is None:
         _remove_stale_files(pid_path, socket_path)
+        forget_saved_state()  # tokens a daemon left for a restart that is not coming: revoked
         print("stsd: not running")
         return 0
     with contextlib.suppress(ProcessLookupError):
@@ -198,6 +201,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
             return 1
         message = f"stsd: the daemon (pid {pid}) did not stop within {args.timeout:g} s; killed it (SIGKILL)"
     _remove_stale_files(pid_path, socket_path)
+    forget_saved_state()  # `stsd stop` revokes every credentials-endpoint token, for good
     print(message)
     return 0
 

@@ -190,6 +190,10 @@ async def _serve(
 
     server = SocketServer(handle, ServerLimits(max_connections=_connection_budget()), throttled=throttled)
     await server.start(listener)
+    try:
+        await service.endpoint.resume()
+    except OSError as error:
+        log.warning("cannot start the credentials endpoint: %s", error.strerror)
     renewals = asyncio.create_task(sessions.run())
     renewals.add_done_callback(_log_unexpected_end)
     watchers = [
@@ -214,6 +218,7 @@ async def _serve(
     log.info("shutting down")
     systemd.notify("STOPPING=1")
     await server.close(SHUTDOWN_GRACE_S)
+    await service.endpoint.close()  # tokens stay saved for a brief restart; `stsd stop` revokes them
     for task in [renewals, *watchers]:
         task.cancel()
     await asyncio.gather(renewals, *watchers, return_exceptions=True)

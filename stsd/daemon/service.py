@@ -16,14 +16,28 @@ from typing import Any
 
 import psutil
 
-from stsd import __version__, aws_values, protocol, terminal
+from stsd import __version__, aws_values, paths, protocol, terminal
 from stsd.daemon.clock import Clock, utc_text
 from stsd.daemon.config import DaemonConfig
+from stsd.daemon.endpoint import CredentialsEndpoint, EndpointRefusal, Grant, Grants, content_digest
 from stsd.daemon.environment import effective_environment
 from stsd.daemon.requests import RequestError, RoleRequest, resolve_profile, resolve_request
 from stsd.daemon.session_token import ENDING_SOON
-from stsd.daemon.sessions import RenewLimited, RoleSession, SessionError, SessionManager
-from stsd.daemon.sources import SessionTokenStatus, SourceError, SourceRegistry, SourceStatus, aws_profiles
+from stsd.daemon.sessions import (
+    CONSUMER_REFRESH_WINDOW,
+    RenewLimited,
+    RoleSession,
+    SessionError,
+    SessionManager,
+)
+from stsd.daemon.sources import (
+    SessionTokenStatus,
+    SourceError,
+    SourceRegistry,
+    SourceStatus,
+    aws_profiles,
+    default_profile_shadow,
+)
 from stsd.daemon.throttled_log import ThrottledLog
 from stsd.project.governing import governing_project
 from stsd.project.projectfile import (
@@ -34,19 +48,38 @@ from stsd.project.projectfile import (
     load_project_file,
 )
 from stsd.project.trust import TrustState, TrustStore
-from stsd.variables import CLEARED_VARIABLES, PROMPT_NAME_VARIABLE
+from stsd.variables import (
+    CLEARED_VARIABLES,
+    CONTAINER_TOKEN_FILE_VARIABLE,
+    CONTAINER_TOKEN_VARIABLE,
+    CONTAINER_URI_VARIABLE,
+    CONTAINER_VARIABLES,
+    CREDENTIAL_MODES,
+    ENDPOINT_CLEARED_VARIABLES,
+    ENDPOINT_MODE,
+    PROMPT_NAME_VARIABLE,
+)
 
 log = logging.getLogger("stsd.service")
 
 MAX_ID_CHARS = 128
 MAX_PATH_CHARS = 4096
 MAX_PROFILE_CHARS = 128
-# Consumers (botocore) fetch again on every call once less than this is left (AWS-FACTS.md).
-CONSUMER_REFRESH_WINDOW = timedelta(minutes=15)
 # Ask again just after the daemon's planned renewal, so the client picks up the renewed credentials.
 AFTER_RENEWAL = timedelta(seconds=5)
 # When renewals fail and the credentials are already inside the window, ask at most this often.
 MIN_REFRESH_DELAY = timedelta(seconds=30)
+# The endpoint's HTTP status for each refusal, so SDKs show the message as what it is.
+_HTTP_STATUS = {
+    protocol.UNTRUSTED: 403,
+    protocol.DENIED: 403,
+    protocol.INVALID_PROJECT: 403,
+    protocol.UNKNOWN_PROFILE: 403,
+    protocol.SOURCE_ERROR: 502,
+    protocol.STS_DENIED: 502,
+    protocol.STS_UNAVAILABLE: 503,
+    protocol.TIMEOUT: 504,
+}
 
 
 Operation = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
@@ -100,6 +133,15 @@ class Service:
         # Read once: the daemon's environment does not change while it runs.
         self._environment = effective_environment(os.environ)
         self._process = psutil.Process()
+        grants = Grants(state_file=Path(paths.endpoint_state_file()))
+        grants.restore(time.time())
+        self.endpoint = CredentialsEndpoint(
+            self.endpoint_credentials,
+            grants,
+            port=config.endpoint_port,
+            rate_per_s=config.endpoint_requests_per_second,
+            throttled=self._throttled,
+        )
         self._operations: dict[str, Operation] = {
             "ping": self._ping,
             "env": self._env,
@@ -163,11 +205,12 @@ class Service:
 
     async def _env(self, request: Mapping[str, Any]) -> dict[str, Any]:
         directory = _directory_field(request)
+        mode = _mode_field(request)
         target = self._project_target(directory)
         if target is None:
             return protocol.ok(project=None, vars={}, expiration=None, refresh_at=None)
         session = await self._session(target.request)
-        return self._env_reply(target, session)
+        return await self._env_reply(target, session, mode)
 
     async def _credentials(self, request: Mapping[str, Any]) -> dict[str, Any]:
         role_request = self._credentials_target(request)
@@ -181,7 +224,7 @@ class Service:
             if target is None:
                 raise RequestRefused(protocol.INVALID_PROJECT, f"no {PROJECT_FILE_NAME} governs {directory}")
             session = await self._session(target.request, renew=True)
-            return self._env_reply(target, session)
+            return await self._env_reply(target, session, _mode_field(request))
         role_request = self._credentials_target(request)
         session = await self._session(role_request, renew=True)
         return protocol.ok(credentials=_credential_process_json(session))
@@ -194,6 +237,13 @@ class Service:
             sources=[_source_status(source, now) for source in self._sources.statuses()],
             sessions=[_session_status(session, now) for session in self._sessions.sessions()],
             project=governing_project(directory, self._trust) if directory is not None else None,
+            endpoint={
+                "url": self.endpoint.url,
+                "projects": len(self.endpoint.grants),
+                "requests": self.endpoint.requests_served,
+                "default_mode": self._config.credentials,
+                "warning": default_profile_shadow(),
+            },
         )
 
     async def _mfa(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -222,6 +272,41 @@ class Service:
             source=spec.short_name,
             session=_session_token_status(session, self._clock.wall()),
         )
+
+    async def endpoint_credentials(self, grant: Grant) -> dict[str, Any]:
+        """The credentials endpoint's answer for `grant`: the session of the project file it was issued
+        for, checked again now (an edit, a denial or a file gone revokes the token), or EndpointRefusal."""
+        path = grant.project_path
+        try:
+            target = self._file_target(path)
+            if content_digest(target.project.content) != grant.content_digest:
+                raise RequestRefused(protocol.UNTRUSTED, "changed")
+            session = await self._session(target.request)
+        except RequestRefused as refused:
+            code, message = refused.code, refused.message
+            if code in (protocol.UNTRUSTED, protocol.DENIED, protocol.INVALID_PROJECT):
+                # The token was bound to the content trusted then: it ends here, whatever comes next.
+                allow = terminal.allow_command(str(path), terminal.DEFAULT_SHELL)
+                restart = "then start the process again from a shell in the project"
+                if code == protocol.UNTRUSTED:
+                    message = (
+                        f"{path} changed since this process got its token; review it, run: {allow}, {restart}"
+                    )
+                elif code == protocol.DENIED:
+                    message = f"{path} is denied; to trust it after all run: {allow}, {restart}"
+                else:
+                    message = f"{message}; fix it, run: {allow}, {restart}"
+                self.endpoint.grants.revoke_grant(grant, (code, message))
+            raise EndpointRefusal(_HTTP_STATUS.get(code, 500), code, message) from None
+        credentials = session.credentials
+        assert credentials is not None
+        return {
+            "AccessKeyId": credentials.access_key_id,
+            "SecretAccessKey": credentials.secret_access_key.reveal(),
+            "Token": credentials.session_token.reveal(),
+            "Expiration": utc_text(credentials.expiration),
+            "RoleArn": session.role_arn,
+        }
 
     # -- parts ---------------------------------------------------------------------------------------
 
@@ -257,6 +342,9 @@ class Service:
         path = find_project_file(directory)
         if path is None:
             return None
+        return self._file_target(path)
+
+    def _file_target(self, path: Path) -> ProjectTarget:
         where = {"project": str(path)}
         try:
             project = load_project_file(path)
@@ -296,27 +384,51 @@ class Service:
             )
         return session
 
-    def _env_reply(self, target: ProjectTarget, session: RoleSession) -> dict[str, Any]:
+    async def _env_reply(
+        self, target: ProjectTarget, session: RoleSession, mode: str | None = None
+    ) -> dict[str, Any]:
         credentials = session.credentials
         assert credentials is not None  # _session() refuses sessions without credentials
+        mode = mode or target.project.credentials or self._config.credentials
         # Extras first, so no [env] entry can replace the credentials or the region.
         variables: dict[str, str | None] = dict(target.project.env)
-        variables.update(
-            AWS_ACCESS_KEY_ID=credentials.access_key_id,
-            AWS_SECRET_ACCESS_KEY=credentials.secret_access_key.reveal(),
-            AWS_SESSION_TOKEN=credentials.session_token.reveal(),
-            AWS_CREDENTIAL_EXPIRATION=utc_text(credentials.expiration),
-        )
+        extra: dict[str, Any] = {}
+        if mode == ENDPOINT_MODE:
+            url = await self.endpoint.ensure_started()
+            grant = self.endpoint.grants.issue(
+                target.project.path, target.project.content, with_file=self._config.endpoint_token_file
+            )
+            variables[CONTAINER_URI_VARIABLE] = url
+            variables["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = None  # it would win over FULL_URI
+            if grant.token_file is not None:
+                variables.update(
+                    {CONTAINER_TOKEN_FILE_VARIABLE: str(grant.token_file), CONTAINER_TOKEN_VARIABLE: None}
+                )
+            else:
+                variables.update({CONTAINER_TOKEN_VARIABLE: grant.token, CONTAINER_TOKEN_FILE_VARIABLE: None})
+            for name in ENDPOINT_CLEARED_VARIABLES:
+                variables[name] = None
+            warning = default_profile_shadow()
+            if warning:
+                extra["warning"] = warning
+        else:
+            variables.update(
+                AWS_ACCESS_KEY_ID=credentials.access_key_id,
+                AWS_SECRET_ACCESS_KEY=credentials.secret_access_key.reveal(),
+                AWS_SESSION_TOKEN=credentials.session_token.reveal(),
+                AWS_CREDENTIAL_EXPIRATION=utc_text(credentials.expiration),
+            )
+            for name in (*CLEARED_VARIABLES, *CONTAINER_VARIABLES):
+                variables[name] = None
         if target.region is not None:
             variables.update(AWS_REGION=target.region, AWS_DEFAULT_REGION=target.region)
         variables[PROMPT_NAME_VARIABLE] = target.project.name
-        for name in CLEARED_VARIABLES:
-            variables[name] = None
         return protocol.ok(
-            project={"path": str(target.project.path), "name": target.project.name},
+            project={"path": str(target.project.path), "name": target.project.name, "credentials": mode},
             vars=variables,
             expiration=utc_text(credentials.expiration),
             refresh_at=self._refresh_at(session),
+            **extra,
         )
 
     def _refresh_at(self, session: RoleSession) -> int:
@@ -359,6 +471,16 @@ def _directory_field(request: Mapping[str, Any]) -> Path:
             protocol.BAD_REQUEST, f"dir: expected an absolute path of at most {MAX_PATH_CHARS} characters"
         )
     return Path(value)
+
+
+def _mode_field(request: Mapping[str, Any]) -> str | None:
+    """An `env` request's optional `credentials`: a mode that overrides the project's (`stsd exec --endpoint`)."""
+    mode = request.get("credentials")
+    if mode is not None and mode not in CREDENTIAL_MODES:
+        raise RequestRefused(
+            protocol.BAD_REQUEST, f"credentials: expected one of {', '.join(CREDENTIAL_MODES)}"
+        )
+    return mode
 
 
 def _denied(path: Path) -> RequestRefused:
@@ -439,6 +561,7 @@ def _session_status(session: RoleSession, now: datetime) -> dict[str, Any]:
         "renews_in_s": int((session.renew_at - now).total_seconds()) if session.renew_at else None,
         "last_error": session.last_error,
         "note": session.capped_note,
+        "cost": session.cost_note,
         "idle": session.idle,
         # When `renew` may force a renewal again: now or later; null while a permanent failure blocks it.
         "blocked": session.blocked,

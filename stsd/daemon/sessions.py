@@ -37,8 +37,17 @@ USABLE_MARGIN = timedelta(seconds=60)
 # was suspended past a renewal (monotonic time stood still) renews within this long of waking.
 MAX_SLEEP_STEP_SECONDS = 30.0
 # A forced renewal (the protocol's `renew`) can be asked for by anything running as the user, as often as
-# it likes: at most one per session per this interval reaches STS.
+# it likes: at most one per session per this interval reaches STS (config.toml may set another).
 FORCED_RENEWAL_INTERVAL = timedelta(seconds=60)
+# A session too short to keep consumers outside their 15-minute refresh window is renewed this long after
+# it was fetched at the earliest: each hand-out then has as much life as the duration permits, at the cost
+# of an AssumeRole every few minutes (README: Short sessions).
+SHORT_SESSION_MIN_LIFE_USED = timedelta(seconds=120)
+SHORT_SESSION_MARGIN = timedelta(seconds=60)
+SHORT_SESSION = timedelta(minutes=30)
+CONSUMER_REFRESH_WINDOW = timedelta(
+    minutes=15
+)  # botocore's advisory window (AWS-FACTS.md)  # beyond min_remaining: a consumer's clock may run ahead
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ class RoleSession:
     # when a forced renewal is possible again (None while blocked).
     blocked: bool = False
     forced_renewal_at: datetime | None = None
+    cost_note: str | None = None  # what a short session costs (README: Short sessions)
 
     @property
     def label(self) -> str:
@@ -131,6 +141,7 @@ class _Slot:
         self.credentials: TemporaryCredentials | None = None
         self.assumed_role_arn: str | None = None
         self.capped_note: str | None = None
+        self.cost_note: str | None = None
         # Decisions use a deadline on our own clock: when we sent the request plus the lifetime STS
         # granted. It is never later than the real expiry whatever the skew between us and AWS (and it
         # lets tests drive a fake clock against a real local STS).
@@ -162,6 +173,7 @@ class _Slot:
             idle=self.idle,
             retry_at=self.retry_at,
             error_code=self.error_code,
+            cost_note=self.cost_note,
         )
 
     def now(self, wall: datetime, monotonic: float) -> datetime:
@@ -172,13 +184,15 @@ class _Slot:
             return wall
         return max(wall, self.fetched_wall + timedelta(seconds=monotonic - self.fetched_monotonic))
 
-    def forced_renewal_at(self, wall: datetime, monotonic: float) -> datetime:
+    def forced_renewal_at(
+        self, wall: datetime, monotonic: float, interval: timedelta = FORCED_RENEWAL_INTERVAL
+    ) -> datetime:
         """When a forced renewal is possible again (`wall` or earlier: now). Time since the last one is the
         longer of what the two clocks say: a suspend does not prolong the wait, nor does a clock set back."""
         if self.forced_wall is None or self.forced_monotonic is None:
             return wall
         elapsed = max(wall - self.forced_wall, timedelta(seconds=monotonic - self.forced_monotonic))
-        return wall + max(timedelta(0), FORCED_RENEWAL_INTERVAL - elapsed)
+        return wall + max(timedelta(0), interval - elapsed)
 
     def usable(self, now: datetime) -> bool:
         return (
@@ -222,6 +236,7 @@ class SessionManager:
         self._count_lock = threading.Lock()
         self.assume_role_calls = 0  # AssumeRole calls sent, for tests and benchmarks
         self.loop_checked_at: datetime | None = None  # wall time the renewal loop last looked at
+        self._forced_interval = timedelta(seconds=config.forced_renewal_interval_seconds)
 
     # -- callers -------------------------------------------------------------------------------------
 
@@ -258,12 +273,12 @@ class SessionManager:
                 "files change)",
             )
         wall, monotonic = self._clock.wall(), self._clock.monotonic()
-        possible_at = slot.forced_renewal_at(wall, monotonic)
+        possible_at = slot.forced_renewal_at(wall, monotonic, self._forced_interval)
         if possible_at > wall:
             wait = math.ceil((possible_at - wall).total_seconds())
             raise RenewLimited(
                 f"{slot.request.label or slot.request.role_arn} was renewed on request less than "
-                f"{FORCED_RENEWAL_INTERVAL.total_seconds():.0f} s ago; a forced renewal is possible again in "
+                f"{self._forced_interval.total_seconds():.0f} s ago; a forced renewal is possible again in "
                 f"{wait} s (at {possible_at.strftime('%Y-%m-%dT%H:%M:%SZ')}); the daemon renews ahead of "
                 "expiry on its own",
                 possible_at,
@@ -294,7 +309,9 @@ class SessionManager:
                 replace(
                     slot.snapshot(),
                     blocked=blocked,
-                    forced_renewal_at=None if blocked else slot.forced_renewal_at(wall, monotonic),
+                    forced_renewal_at=None
+                    if blocked
+                    else slot.forced_renewal_at(wall, monotonic, self._forced_interval),
                 )
             )
         return snapshots
@@ -465,10 +482,12 @@ class SessionManager:
         slot.expires_at = started + lifetime
         if assumed.renewable:
             slot.renew_at = self._schedule(slot.expires_at, lifetime)
+            slot.cost_note = _short_session_cost(lifetime, slot.expires_at - slot.renew_at)
         else:
             # Nobody can renew it (an MFA session without mfa_process): serve it to its last minute. Its
             # source counts it as ended before that, so the fetch then fails (the code is needed) once.
             slot.renew_at = slot.expires_at - USABLE_MARGIN
+            slot.cost_note = None
         slot.last_error = slot.error_code = None
         slot.failures = 0
         slot.retry_at = None
@@ -487,15 +506,19 @@ class SessionManager:
 
         Renew `renew_before` (+ jitter 0..renew_jitter, spreading renewals) ahead of expiry, and never
         later than the point where less than `min_remaining` would be left: so nobody is handed less
-        while a renewal is possible. A session too short for that (e.g. 900 s or 1800 s) renews at half
-        its life instead: it is never handed out with less than half its life, and a failed renewal
-        still has the other half to retry in."""
-        half_life = lifetime / 2
+        while a renewal is possible. A session too short for that (under about 25 min) cannot keep
+        consumers outside their 15-minute window for long: it is renewed once 16 min are left, or once
+        SHORT_SESSION_MIN_LIFE_USED is used up if that comes later. Every hand-out then has as much of
+        the duration left as it permits (a 1200 s session at least 16 min, a 900 s one at least 13 min),
+        and a failed renewal has the rest of the life to retry in."""
         lead = timedelta(
             seconds=self._config.renew_before_seconds
             + self._rng.uniform(0, self._config.renew_jitter_seconds)
         )
-        lead = min(max(lead, timedelta(seconds=self._config.min_remaining_seconds)), half_life)
+        lead = max(lead, timedelta(seconds=self._config.min_remaining_seconds))
+        if lifetime - lead < SHORT_SESSION_MIN_LIFE_USED:
+            short_lead = timedelta(seconds=self._config.min_remaining_seconds) + SHORT_SESSION_MARGIN
+            lead = min(short_lead, lifetime - SHORT_SESSION_MIN_LIFE_USED)
         return expires_at - lead
 
     def _record_failure(
@@ -568,6 +591,19 @@ class SessionManager:
             lifetime_seconds=duration or STS_DEFAULT_DURATION_SECONDS,
             capped_note=note,
         )
+
+
+def _short_session_cost(lifetime: timedelta, lead: timedelta) -> str | None:
+    """One line on what a session under 30 min costs, or None for longer ones."""
+    if lifetime >= SHORT_SESSION:
+        return None
+    every = (lifetime - lead).total_seconds() / 60
+    text = f"a {lifetime.total_seconds() / 60:.0f} min session: an AssumeRole every {every:.0f} min"
+    if lead < CONSUMER_REFRESH_WINDOW:
+        return (
+            text + "; SDKs fetch credentials again on every call (under 15 min left), so use 20 min or more"
+        )
+    return text + "; each hand-out keeps 15 min or more"
 
 
 def _effective_duration(asked: int | None, source: SourceCredentials) -> tuple[int | None, str | None]:

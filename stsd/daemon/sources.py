@@ -210,6 +210,53 @@ def aws_profiles() -> Mapping[str, Mapping[str, Any]]:
         return _profiles_cache[1]
 
 
+# Keys of a [default] profile that make an SDK take credentials from it, ahead of the container provider
+# (botocore's chain: env, assume-role, web identity, sso, credentials file, process, config file, ...).
+_SHADOWING_KEYS = (
+    "aws_access_key_id",
+    "role_arn",
+    "web_identity_token_file",
+    "sso_session",
+    "sso_start_url",
+    "credential_process",
+    "login_session",
+)
+_shadow_cache: tuple[tuple[FileStamp, ...], str | None] | None = None
+
+
+def default_profile_shadow() -> str | None:
+    """One line when the user's [default] profile holds credentials or a role that SDKs use before the
+    credentials endpoint (the container provider comes after the profile providers in every SDK), naming
+    the file and section to move; None when nothing shadows it. Read through botocore, never written."""
+    global _shadow_cache
+    fingerprint = aws_files_fingerprint()
+    with _profiles_lock:
+        if _shadow_cache is not None and _shadow_cache[0] == fingerprint:
+            return _shadow_cache[1]
+    import botocore.configloader
+
+    found: str | None = None
+    credentials_path, config_path = fingerprint[1].path, fingerprint[0].path
+    for path, section, read in (
+        (credentials_path, "[default]", lambda p: botocore.configloader.raw_config_parse(p).get("default")),
+        (config_path, "[default]", lambda p: botocore.configloader.load_config(p)["profiles"].get("default")),
+    ):
+        try:
+            profile = read(path) if os.path.exists(path) else None
+        except Exception:  # a broken file is reported where it is used as a source, not here
+            profile = None
+        keys = [key for key in _SHADOWING_KEYS if profile and key in profile]
+        if keys:
+            found = (
+                f"{path} {section} holds {', '.join(keys)}: AWS SDKs use it before the stsd endpoint; "
+                "move it to a named section (e.g. [personal]) and name that as source_profile"
+            )
+            break
+    with _profiles_lock:
+        _shadow_cache = (fingerprint, found)
+    return found
+
+
 def has_static_keys(profile: Mapping[str, Any]) -> bool:
     return "aws_access_key_id" in profile
 

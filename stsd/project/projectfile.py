@@ -15,7 +15,13 @@ from typing import Any
 
 from stsd import aws_values
 from stsd.project import discovery
-from stsd.variables import MANAGED_PREFIXES, MANAGED_VARIABLES, REGION_VARIABLES, is_aws_variable
+from stsd.variables import (
+    CREDENTIAL_MODES,
+    MANAGED_PREFIXES,
+    MANAGED_VARIABLES,
+    REGION_VARIABLES,
+    is_aws_variable,
+)
 
 PROJECT_FILE_NAME = discovery.PROJECT_FILE_NAME
 MAX_FILE_BYTES = 64 * 1024  # a project file is a dozen lines; anything bigger is a mistake or an attack
@@ -60,7 +66,7 @@ class RoleSettings:
 
 
 SETTING_KEYS = tuple(f.name for f in fields(RoleSettings))
-ALLOWED_KEYS = (*SETTING_KEYS, "env")
+ALLOWED_KEYS = (*SETTING_KEYS, "credentials", "env")
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class ProjectFile:
     content: bytes
     settings: RoleSettings
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    credentials: str | None = None  # "env" or "endpoint"; None: the daemon's default (config.toml)
 
     @property
     def name(self) -> str:
@@ -109,7 +116,14 @@ def load_project_file(path: Path) -> ProjectFile:
     locate = _KeyLocator(path, text)
     settings = _role_settings(document, locate)
     env = _env_extras(document.get("env", {}), locate)
-    return ProjectFile(path=path, content=content, settings=settings, env=MappingProxyType(env))
+    mode = document.get("credentials")
+    if mode is not None and (not isinstance(mode, str) or mode not in CREDENTIAL_MODES):
+        expected = " or ".join(f'"{m}"' for m in CREDENTIAL_MODES)
+        got = f'"{mode}"' if isinstance(mode, str) else _toml_type(mode)
+        raise locate.error("credentials", f"expected {expected}, got {_printable_value(got)}")
+    return ProjectFile(
+        path=path, content=content, settings=settings, env=MappingProxyType(env), credentials=mode
+    )
 
 
 def _read_regular_file(path: Path) -> bytes:
@@ -257,6 +271,8 @@ def _role_settings(document: Mapping[str, Any], locate: _KeyLocator) -> RoleSett
             if not isinstance(value, dict):
                 raise locate.error(key, 'expected a table of variables: [env] then AWS_NAME = "value" lines')
             continue
+        if key == "credentials":
+            continue  # not a role setting: checked by load_project_file
         if key not in SETTING_KEYS:
             raise locate.error(key, f"unknown key; {_suggestion(key)}")
         problem = _check_setting(key, value)
@@ -339,6 +355,10 @@ def _toml_type(value: Any) -> str:
     if isinstance(value, str):
         return "a string"
     return "a date/time"
+
+
+def _printable_value(text: str) -> str:
+    return _one_line(text[:64] + ("..." if len(text) > 64 else ""))
 
 
 def _printable(text: str) -> str:

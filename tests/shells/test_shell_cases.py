@@ -382,3 +382,46 @@ def daemon_request(world, message: dict) -> dict:
     decoded = json.loads(reply)
     assert decoded["ok"], decoded
     return decoded
+
+
+ENDPOINT = 'profile = "alice-sts"\ncredentials = "endpoint"\n'
+
+
+def test_endpoint_project_exports_the_endpoint_and_leaving_restores_keys_and_profile(
+    world, daemon, open_shell
+):
+    project = world.project("endpoint", ENDPOINT)
+    world.stsd("allow", str(project), check=True)
+    shell = open_shell()
+    shell.set_var("AWS_PROFILE", "work")
+    shell.set_var("AWS_ACCESS_KEY_ID", "AKIAOUTSIDE")
+    before = shell.env()
+
+    shell.cd(project)
+    inside = shell.env()
+    assert inside["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.1:")
+    assert inside["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        assert name not in inside, name
+    assert inside["STSD_PROFILE"] == "alice-sts"
+    # A real SDK in the shell's environment gets the role from the endpoint.
+    code = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
+    arn = shell.run(f'{sys.executable} -I -c "{code}"').strip()
+    assert arn.endswith(":assumed-role/alice-sts/s3-access"), arn
+
+    shell.cd(world.home)
+    assert shell.env() == before
+
+
+def test_env_project_clears_and_restores_the_shells_own_container_variables(world, alpha, open_shell):
+    shell = open_shell()
+    shell.set_var("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://169.254.170.23/v1/credentials")
+    shell.set_var("AWS_CONTAINER_AUTHORIZATION_TOKEN", "theirs")
+    before = shell.env()
+    shell.cd(alpha)
+    inside = shell.env()
+    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in inside
+    assert "AWS_CONTAINER_AUTHORIZATION_TOKEN" not in inside
+    assert inside["AWS_ACCESS_KEY_ID"]
+    shell.cd(world.home)
+    assert shell.env() == before

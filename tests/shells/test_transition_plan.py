@@ -50,7 +50,7 @@ def test_daemon_down_with_expired_credentials_unloads():
 
 
 def test_renewal_in_same_project_keeps_pre_entry_values():
-    answer = Project(FILE, "alice-sts", CREDENTIALS, "2027-01-15T09:00:00Z", int(NOW) + 600)
+    answer = Project(FILE, "alice-sts", CREDENTIALS, "2027-01-15T09:00:00Z", int(NOW) + 600, "")
     transition = plan(
         loaded_environment("2027-01-15T08:30:00Z"), answer, hook_file=FILE, shell_pid=42, now=NOW
     )
