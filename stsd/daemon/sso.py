@@ -248,8 +248,12 @@ class SsoSource:
             self._signed_out_at = stamp
             self._error = message
             self._held = False
-        if first:
-            log.warning("%s (the SSO token for %s is missing or expired)", message, settings.start_url)
+        if first:  # once per token: the sessions waiting on it log their own refusal
+            log.warning(
+                "SSO token for %s is missing, expired or refused; sign in again: %s",
+                settings.start_url,
+                settings.sign_in_command,
+            )
         return SourceError(message, transient=False, code=protocol.SIGN_IN_REQUIRED)
 
     def _record(self, error: str | None, *, held: bool) -> None:
