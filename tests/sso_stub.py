@@ -11,7 +11,18 @@ What the stub checks, and nothing more:
    hands it the daemon's fake clock) and was not revoked; else 401 UnauthorizedException, as the portal
    answers, which botocore turns into UnauthorizedSSOTokenError.
 3. The (account, role) pair is one the token's user is assigned to, else 403 ForbiddenException.
-On success it answers roleCredentials that expire `lifetime` seconds later on its clock. Those are issued
+On success it answers roleCredentials that expire `lifetime` seconds later on its clock.
+
+It also plays the portal's OIDC service (sso-oidc, reached with AWS_ENDPOINT_URL_SSO_OIDC), as far as
+botocore's token refresh and a device-authorization sign-in use it:
+4. RegisterClient (POST /client/register) registers a client; StartDeviceAuthorization (POST
+   /device_authorization) needs that client's id and secret and a start URL, and answers a device code and
+   a user code that a test approves (`approve`), as a person would in the browser.
+5. CreateToken (POST /token) needs a registered client id with its secret, and either grantType
+   refresh_token with a refresh token issued to that client (each is used once: a new one comes with the new
+   access token), or the device-code grant with an approved device code of that client (before approval:
+   AuthorizationPendingException); else InvalidGrantException or InvalidClientException. The access token
+   it answers is granted as in 2, with `token_lifetime`. Those are issued
 through the MFA stub's STS stand-in (tests/mfa_stub.py, `StsMfaStub.issue`): a second real access key of
 alice in moto plus a session token the STS stub made up and honours (moto itself refuses a user's key that
 arrives with a session token), so requests signed with them reach moto as alice, and AssumeRole from them
@@ -65,6 +76,11 @@ class SsoPortalStub:
         self.lifetime = lifetime
         self.now: Callable[[], float] = time.time  # the stub's clock, epoch seconds
         self.tokens: dict[str, float] = {}  # access token -> expiry on the stub's clock
+        self.token_lifetime: float = TOKEN_LIFETIME_S  # of tokens CreateToken answers
+        self.clients: dict[str, str] = {}  # OIDC client id -> secret
+        self.refresh_tokens: dict[str, str] = {}  # refresh token -> client id (unused yet)
+        self.devices: dict[str, dict[str, object]] = {}  # device code -> client, user code, approved
+        self.oidc: Counter[str] = Counter()  # sso-oidc calls by operation and outcome
         self.calls: Counter[str] = Counter()  # GetRoleCredentials by outcome: ok, unauthorized, ...
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -87,6 +103,26 @@ class SsoPortalStub:
         with self._lock:
             self.tokens[token] = expires
         return token, expires
+
+    def register(self) -> tuple[str, str]:
+        """An OIDC client as RegisterClient makes one: (client id, secret)."""
+        client, secret = "client" + secrets.token_hex(8), "secret" + secrets.token_urlsafe(24)
+        with self._lock:
+            self.clients[client] = secret
+        return client, secret
+
+    def refresh_token_for(self, client: str) -> str:
+        token = "refresh" + secrets.token_urlsafe(24)
+        with self._lock:
+            self.refresh_tokens[token] = client
+        return token
+
+    def approve(self, user_code: str) -> None:
+        """The person confirms the user code in the browser."""
+        with self._lock:
+            for device in self.devices.values():
+                if device["user_code"] == user_code:
+                    device["approved"] = True
 
     def revoke(self, token: str) -> None:
         with self._lock:
@@ -148,12 +184,97 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._send("ok", 200, {"roleCredentials": credentials}, {})
 
+    def do_POST(self) -> None:
+        stub = self.owner
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            body = {}
+        operation = {
+            "/client/register": "RegisterClient",
+            "/device_authorization": "StartDeviceAuthorization",
+            "/token": "CreateToken",
+        }.get(urllib.parse.urlsplit(self.path).path)
+        if operation is None:
+            self._answer("bad_request", 400, "InvalidRequestException", "unknown operation")
+            return
+        if operation == "RegisterClient":
+            client, secret = stub.register()
+            issued = {
+                "clientIdIssuedAt": int(stub.now()),
+                "clientSecretExpiresAt": int(stub.now() + 90 * 86400),
+            }
+            self._oidc(operation, "ok", 200, {"clientId": client, "clientSecret": secret, **issued})
+            return
+        client = str(body.get("clientId", ""))
+        with stub._lock:
+            known = stub.clients.get(client)
+        if known is None or known != body.get("clientSecret"):
+            self._oidc(
+                operation, "invalid_client", 401, {"error": "invalid_client"}, "InvalidClientException"
+            )
+            return
+        if operation == "StartDeviceAuthorization":
+            if not body.get("startUrl"):
+                self._oidc(
+                    operation, "bad_request", 400, {"error": "invalid_request"}, "InvalidRequestException"
+                )
+                return
+            device, user = "device" + secrets.token_urlsafe(16), f"{secrets.randbelow(10**8):08d}"
+            with stub._lock:
+                stub.devices[device] = {"client": client, "user_code": user, "approved": False}
+            where = "https://device.example.com/"
+            answer = {"deviceCode": device, "userCode": user, "verificationUri": where}
+            answer.update(verificationUriComplete=f"{where}?user_code={user}", expiresIn=600, interval=1)
+            self._oidc(operation, "ok", 200, answer)
+            return
+        grant = body.get("grantType")
+        with stub._lock:
+            if grant == "refresh_token":
+                granted = stub.refresh_tokens.pop(str(body.get("refreshToken")), None) == client
+                pending = False
+            else:
+                device_code = str(body.get("deviceCode"))
+                device = stub.devices.get(device_code)
+                granted = (
+                    grant == "urn:ietf:params:oauth:grant-type:device_code"
+                    and device is not None
+                    and device["client"] == client
+                    and bool(device["approved"])
+                )
+                pending = device is not None and not device["approved"]
+                if granted:
+                    stub.devices.pop(device_code)
+        if pending:
+            self._oidc(
+                operation, "pending", 400, {"error": "authorization_pending"}, "AuthorizationPendingException"
+            )
+            return
+        if not granted:
+            self._oidc(operation, "invalid_grant", 400, {"error": "invalid_grant"}, "InvalidGrantException")
+            return
+        token, _ = stub.grant(stub.token_lifetime)
+        answer = {"accessToken": token, "tokenType": "Bearer", "expiresIn": int(stub.token_lifetime)}
+        answer["refreshToken"] = stub.refresh_token_for(client)
+        self._oidc(f"{operation}:{grant}", "ok", 200, answer)
+
+    def _oidc(
+        self, operation: str, outcome: str, status: int, body: dict[str, object], code: str = ""
+    ) -> None:
+        with self.owner._lock:
+            self.owner.oidc[f"{operation}:{outcome}"] += 1
+        self._reply(status, body, {"x-amzn-ErrorType": code} if code else {})
+
     def _answer(self, outcome: str, status: int, code: str, message: str) -> None:
         self._send(outcome, status, {"__type": code, "message": message}, {"x-amzn-ErrorType": code})
 
     def _send(self, outcome: str, status: int, body: dict[str, object], headers: dict[str, str]) -> None:
         with self.owner._lock:
             self.owner.calls[outcome] += 1
+        self._reply(status, body, headers)
+
+    def _reply(self, status: int, body: dict[str, object], headers: dict[str, str]) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -231,9 +352,16 @@ def token_file(home: Path, key: str) -> Path:
 
 
 def write_token(
-    home: Path, token: str, expires: float, *, start_url: str = START_URL, key: str = SSO_SESSION
+    home: Path,
+    token: str,
+    expires: float,
+    *,
+    start_url: str = START_URL,
+    key: str = SSO_SESSION,
+    refresh: dict[str, str] | None = None,
 ) -> Path:
-    """Write the token cache file as `aws sso login` does (replacing it atomically, as the CLI's cache does)."""
+    """Write the token cache file as `aws sso login` does (replacing it atomically, as the CLI's cache
+    does); `refresh`: clientId, clientSecret, registrationExpiresAt, refreshToken."""
     path = token_file(home, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {
@@ -241,6 +369,7 @@ def write_token(
         "region": REGION,
         "accessToken": token,
         "expiresAt": datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **(refresh or {}),
     }
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(body))
@@ -255,14 +384,30 @@ class SsoWorld:
     home: Path
     process_dir: Path
 
-    def sign_in(self, lifetime: float = TOKEN_LIFETIME_S, *, legacy: bool = False) -> str:
-        """What `aws sso login` does: a new token from the portal, written to the cache."""
+    def sign_in(
+        self, lifetime: float = TOKEN_LIFETIME_S, *, legacy: bool = False, refreshable: bool = False
+    ) -> str:
+        """What `aws sso login` does: a new token from the portal, written to the cache (with the client
+        registration and a refresh token when `refreshable`, as `aws sso login` with sso-session does)."""
         token, expires = self.portal.grant(lifetime)
         if legacy:
             write_token(self.home, token, expires, start_url=LEGACY_START_URL, key=LEGACY_START_URL)
-        else:
-            write_token(self.home, token, expires)
+            return token
+        refresh = None
+        if refreshable:
+            client, secret = self.portal.register()
+            registration = datetime.fromtimestamp(self.portal.now() + 90 * 86400, timezone.utc)
+            refresh = {
+                "clientId": client,
+                "clientSecret": secret,
+                "registrationExpiresAt": registration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "refreshToken": self.portal.refresh_token_for(client),
+            }
+        write_token(self.home, token, expires, refresh=refresh)
         return token
+
+    def cached_token(self) -> dict[str, str]:
+        return dict(json.loads(token_file(self.home, SSO_SESSION).read_text()))
 
     @property
     def process_runs(self) -> int:
@@ -277,7 +422,7 @@ class SsoWorld:
 def sso_world(world, mfa_sts: StsMfaStub, local_aws: LocalAws) -> Iterator[SsoWorld]:  # type: ignore[no-untyped-def]
     """The world with SSO profiles (`dev` through sso-session `corp`, `dev-legacy` with its own start URL,
     `dev-sts`: alice-sts with the external ID, sourced from `dev`), credential_process profiles (`proc`,
-    `proc-sts`), the portal stub (AWS_ENDPOINT_URL_SSO) and STS reached through the MFA stub. Nobody is
+    `proc-sts`), the portal stub (AWS_ENDPOINT_URL_SSO and _SSO_OIDC) and STS reached through the MFA stub. Nobody is
     signed in yet: call `sign_in()`."""
     assert local_aws.alice is not None
     home = Path(world.home)
@@ -297,5 +442,6 @@ def sso_world(world, mfa_sts: StsMfaStub, local_aws: LocalAws) -> Iterator[SsoWo
         mfa_sts, user_key_id=local_aws.alice.access_key_id, assignments={(ACCOUNT_ID, SSO_ROLE)}
     ) as portal:
         world.env["AWS_ENDPOINT_URL_SSO"] = portal.endpoint
+        world.env["AWS_ENDPOINT_URL_SSO_OIDC"] = portal.endpoint
         world.env["AWS_ENDPOINT_URL_STS"] = mfa_sts.endpoint
         yield SsoWorld(portal, mfa_sts, home, process_dir)

@@ -380,3 +380,33 @@ def test_profiles_without_a_role_refuse_role_keys_and_mfa(
         "so it gets a session of its own"
     )
     assert mfa.value.message.startswith("/p/.stsd.toml: mfa_serial: expected a profile with access keys")
+
+
+def test_token_near_its_end_is_refreshed_with_its_refresh_token_by_botocore(
+    sso_world: SsoWorld, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_world(world, monkeypatch)
+    hours = 4
+
+    async def scenario() -> None:
+        async with harness(loop=True) as h:
+            sso_world.portal.now = lambda: h.clock.wall().timestamp()
+            sso_world.portal.token_lifetime = 3600
+            first = sso_world.sign_in(lifetime=3600, refreshable=True)  # tokens of an hour, a day's work
+            request = resolve_profile("dev", config=h.config)
+            end = h.clock.wall() + timedelta(hours=hours)
+            while h.clock.wall() < end:
+                session = await h.manager.credentials(request)
+                assert session.expires_at is not None
+                assert session.expires_at - h.clock.wall() >= MIN_REMAINING
+                await h.advance(300)
+
+            refreshed = sso_world.portal.oidc["CreateToken:refresh_token:ok"]
+            assert hours - 2 <= refreshed <= hours + 1
+            assert sso_world.portal.calls.keys() == {"ok"}  # never a refused token
+            cached = sso_world.cached_token()
+            assert cached["accessToken"] != first and cached["accessToken"] in sso_world.portal.tokens
+            assert cached["refreshToken"] in sso_world.portal.refresh_tokens  # the rotated one, kept
+            assert cached["expiresAt"].endswith("Z") and cached["startUrl"] == START_URL
+
+    run(scenario())
