@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -23,7 +24,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Daemon, World
+from conftest import STSD, Daemon, World
 from sso_stub import (
     CREDENTIALS_LIFETIME_S,
     SSO_ROLE,
@@ -37,6 +38,7 @@ from test_sessions import harness, run
 from stsd.client.commands import render_status
 from stsd.daemon.requests import RequestError, resolve_profile, resolve_request
 from stsd.daemon.sessions import SessionError
+from stsd.daemon.sso_login import DEVICE_GRANT
 from stsd.demo.local_aws import ACCOUNT_ID, BUCKET, REGION, ROLE_NAME, USER_ARN, LocalAws
 from stsd.project.projectfile import RoleSettings
 
@@ -410,3 +412,52 @@ def test_token_near_its_end_is_refreshed_with_its_refresh_token_by_botocore(
             assert cached["expiresAt"].endswith("Z") and cached["startUrl"] == START_URL
 
     run(scenario())
+
+
+def test_stsd_login_signs_in_with_a_device_code_and_the_daemon_picks_the_token_up(
+    sso_world: SsoWorld, world: World, sso_daemon: Daemon
+) -> None:
+    sso_world.sign_in(lifetime=-60)
+    project = allowed(world, "role-project", 'profile = "dev-sts"\n')
+    assert world.stsd("env", "--json", str(project)).stderr == f"stsd: {SIGN_IN}\n"
+
+    login = subprocess.Popen(
+        [*STSD, "login"],
+        cwd=project,
+        env=world.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert login.stdout is not None
+    prompt = login.stdout.readline()
+    assert prompt.startswith(f"stsd: to sign in to {START_URL}, open https://device.example.com/?user_code=")
+    code = prompt.split()[-1]
+    deadline = time.monotonic() + 20
+    while sso_world.portal.oidc["CreateToken:pending"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # it polls while the person has not confirmed yet
+    sso_world.portal.approve(code)
+    out, err = login.communicate(timeout=30)
+
+    assert login.returncode == 0, err
+    assert out.startswith("stsd: signed in (sso-session corp) until ")
+    cached = sso_world.cached_token()
+    assert cached["accessToken"] in sso_world.portal.tokens and cached["startUrl"] == START_URL
+    assert cached["clientId"] in sso_world.portal.clients  # so botocore can refresh it later
+    assert cached["refreshToken"] in sso_world.portal.refresh_tokens
+    variables = env_of(world, project)  # the same daemon, nothing else done
+    assert sso_world.portal.oidc[f"CreateToken:{DEVICE_GRANT}:ok"] == 1
+    assert variables["AWS_ACCESS_KEY_ID"].startswith("ASIA")
+    assert sso_daemon.process.poll() is None
+
+
+def test_stsd_login_refuses_a_profile_that_does_not_sign_in_with_sso(
+    sso_world: SsoWorld, world: World
+) -> None:
+    refused = world.stsd("login", "alice")
+
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        "stsd: profile 'alice' does not sign in with SSO (no sso_session or sso_start_url)\n",
+    )
+    assert sum(sso_world.portal.oidc.values()) == 0

@@ -98,7 +98,7 @@ def sso_settings(profile_name: str, config: Mapping[str, Any]) -> SsoSettings:
     return SsoSettings(profile_name, section.get("sso_start_url"), str(session_name))
 
 
-def _token_json(value: Any) -> str:
+def token_json(value: Any) -> str:
     """How a refreshed token is written back: the cache format `aws sso login` writes (Z times)."""
 
     def default(item: Any) -> Any:
@@ -148,7 +148,7 @@ class SsoSource:
         if settings.sso_session is not None:
             token_provider = botocore.tokens.SSOTokenProvider(
                 session,
-                cache=JSONFileCache(cache_dir, dumps_func=_token_json),
+                cache=JSONFileCache(cache_dir, dumps_func=token_json),
                 time_fetcher=self._clock.wall,
                 profile_name=spec.profile,
             )
