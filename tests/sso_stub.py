@@ -11,7 +11,11 @@ What the stub checks, and nothing more:
    hands it the daemon's fake clock) and was not revoked; else 401 UnauthorizedException, as the portal
    answers, which botocore turns into UnauthorizedSSOTokenError.
 3. The (account, role) pair is one the token's user is assigned to, else 403 ForbiddenException.
-On success it answers roleCredentials that expire `lifetime` seconds later on its clock.
+On success it answers roleCredentials that expire `lifetime` seconds later on its clock. Those are issued
+through the MFA stub's STS stand-in (tests/mfa_stub.py, `StsMfaStub.issue`): a second real access key of
+alice in moto plus a session token the STS stub made up and honours (moto itself refuses a user's key that
+arrives with a session token), so requests signed with them reach moto as alice, and AssumeRole from them
+is checked by moto as usual (policies, trust, external ID).
 
 It also plays the portal's OIDC service (sso-oidc, reached with AWS_ENDPOINT_URL_SSO_OIDC), as far as
 botocore's token refresh and a device-authorization sign-in use it:
@@ -22,12 +26,9 @@ botocore's token refresh and a device-authorization sign-in use it:
    refresh_token with a refresh token issued to that client (each is used once: a new one comes with the new
    access token), or the device-code grant with an approved device code of that client (before approval:
    AuthorizationPendingException); else InvalidGrantException or InvalidClientException. The access token
-   it answers is granted as in 2, with `token_lifetime`. Those are issued
-through the MFA stub's STS stand-in (tests/mfa_stub.py, `StsMfaStub.issue`): a second real access key of
-alice in moto plus a session token the STS stub made up and honours (moto itself refuses a user's key that
-arrives with a session token), so requests signed with them reach moto as alice, and AssumeRole from them
-is checked by moto as usual (policies, trust, external ID). The stub counts GetRoleCredentials calls by
-outcome.
+   it answers is granted as in 2, with `token_lifetime`.
+The stub counts GetRoleCredentials calls by outcome (`calls`) and sso-oidc calls by operation and outcome
+(`oidc`).
 """
 
 from __future__ import annotations
@@ -326,13 +327,15 @@ role_session_name = proc-access
 region = {REGION}
 """
 
-# A credential_process: prints a session the STS stub honours, expiring an hour after "now" (the time in
-# the file `clock` beside it when there is one: tests with a fake clock keep it there), and counts its runs.
+# A credential_process: prints a session the STS stub honours, expiring an hour (or the seconds in the file
+# `lifetime` beside it) after "now" (the time in the file `clock` beside it when there is one: tests with a
+# fake clock keep it there), and counts its runs.
 PROCESS_SCRIPT = """\
 import json, pathlib, sys, time
 here = pathlib.Path(__file__).parent
 clock = here / "clock"
 now = float(clock.read_text()) if clock.exists() else time.time()
+lifetime = float((here / "lifetime").read_text()) if (here / "lifetime").exists() else 3600
 with open(here / "runs", "a") as runs:
     runs.write("run\\n")
 issued = json.loads((here / "session.json").read_text())
@@ -341,7 +344,7 @@ print(json.dumps({
     "AccessKeyId": issued["key"],
     "SecretAccessKey": issued["secret"],
     "SessionToken": issued["token"],
-    "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600)),
+    "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + lifetime)),
 }))
 """
 

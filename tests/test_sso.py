@@ -461,3 +461,25 @@ def test_stsd_login_refuses_a_profile_that_does_not_sign_in_with_sso(
         "stsd: profile 'alice' does not sign in with SSO (no sso_session or sso_start_url)\n",
     )
     assert sum(sso_world.portal.oidc.values()) == 0
+
+
+def test_short_lived_process_credentials_renew_at_half_their_life_not_later(
+    sso_world: SsoWorld, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_world(world, monkeypatch)
+    (sso_world.process_dir / "lifetime").write_text("900")  # 15 min: less than the usual 20 min lead
+
+    async def scenario() -> None:
+        async with harness(loop=True) as h:
+            sso_world.set_process_clock(h.clock.wall().timestamp())
+            request = resolve_profile("proc", config=h.config)
+            for _ in range(60):
+                session = await h.manager.credentials(request)
+                assert session.expires_at is not None
+                # Renewed at half its life (7.5 min left), so never handed out with much less.
+                assert session.expires_at - h.clock.wall() >= timedelta(minutes=6, seconds=30)
+                await h.advance(60)
+                sso_world.set_process_clock(h.clock.wall().timestamp())
+            assert 6 <= sso_world.process_runs <= 10
+
+    run(scenario())

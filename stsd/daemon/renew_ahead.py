@@ -21,12 +21,13 @@ LEAD_MARGIN = timedelta(seconds=60)
 
 
 def source_lead(config: DaemonConfig, lifetime: timedelta) -> timedelta:
-    """How long before its expiry a source's renewable credentials are fetched again: just before the
-    sessions built on them renew (SessionManager._schedule), at most half their life."""
+    """How long before its expiry a source's renewable credentials are fetched again: LEAD_MARGIN before
+    the sessions built on them renew (SessionManager._schedule: at the latest renew_before + jitter ahead,
+    at most half their life)."""
     lead = timedelta(
         seconds=max(config.renew_before_seconds + config.renew_jitter_seconds, config.min_remaining_seconds)
     )
-    return min(lead + LEAD_MARGIN, lifetime / 2)
+    return min(min(lead, lifetime / 2) + LEAD_MARGIN, lifetime)
 
 
 @dataclass(frozen=True)
