@@ -483,3 +483,39 @@ def test_short_lived_process_credentials_renew_at_half_their_life_not_later(
             assert 6 <= sso_world.process_runs <= 10
 
     run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("expires_in_s", "needs", "line"),
+    [
+        (26000, False, "    sign-in     token until 2030-01-01T16:00:00Z (7h13m left)"),
+        (
+            -60,
+            True,
+            "    sign-in     token expired 2030-01-01T16:00:00Z; needed: run aws sso login --sso-session corp",
+        ),
+        (
+            26000,
+            True,
+            "    sign-in     token refused by the portal; needed: run aws sso login --sso-session corp",
+        ),
+        (None, True, "    sign-in     no token cached; needed: run aws sso login --sso-session corp"),
+    ],
+)
+def test_status_text_says_where_the_sign_in_stands(expires_in_s: Any, needs: bool, line: str) -> None:
+    sso = {
+        "start_url": START_URL,
+        "sso_session": SSO_SESSION,
+        "token_expires_at": "2030-01-01T16:00:00Z" if expires_in_s is not None else None,
+        "token_expires_in_s": expires_in_s,
+        "needs_sign_in": needs,
+        "sign_in_command": "aws sso login --sso-session corp",
+    }
+    source = {"name": "profile dev", "kind": "sso", "identity_arn": None, "error": None, "session": None}
+    reply = {"daemon": {}, "sources": [{**source, "sso": sso, "expires_at": None, "expires_in_s": None}]}
+
+    text = render_status(reply, "/")
+
+    assert f"    SSO         {START_URL} (sso-session corp)" in text
+    assert line in text.splitlines()
+    assert "credentials expire" not in text

@@ -312,7 +312,12 @@ def _sso_lines(sso: Mapping[str, Any]) -> list[str]:
     lines = [f"SSO         {where}"]
     left = sso.get("token_expires_in_s")
     if sso.get("needs_sign_in"):
-        ended = f"token expired {sso['token_expires_at']}; " if sso.get("token_expires_at") else ""
+        if not isinstance(left, (int, float)):
+            ended = "no token cached; "
+        elif left <= 0:
+            ended = f"token expired {sso.get('token_expires_at')}; "
+        else:
+            ended = "token refused by the portal; "
         lines.append(f"sign-in     {ended}needed: run {sso.get('sign_in_command') or 'aws sso login'}")
     elif isinstance(left, (int, float)):
         lines.append(
