@@ -519,3 +519,19 @@ def test_status_text_says_where_the_sign_in_stands(expires_in_s: Any, needs: boo
     assert f"    SSO         {START_URL} (sso-session corp)" in text
     assert line in text.splitlines()
     assert "credentials expire" not in text
+
+
+def test_role_next_to_an_sso_profile_says_to_name_it_as_the_source(
+    sso_world: SsoWorld, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_world(world, monkeypatch)
+    from stsd.daemon.config import DaemonConfig
+
+    settings = RoleSettings(profile="dev", role_arn=f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}")
+    with pytest.raises(RequestError) as raised:
+        resolve_request(settings, label="/p/.stsd.toml", config=DaemonConfig(role_session_name="stsd-test"))
+
+    assert raised.value.message == (
+        "/p/.stsd.toml: profile: 'dev' has no role_arn to take settings from; to assume role_arn with its "
+        'credentials, write source_profile = "dev" instead'
+    )

@@ -112,6 +112,13 @@ def resolve_request(settings: RoleSettings, *, label: str, config: DaemonConfig)
         own = {key: _Value(value, label, INVALID_PROJECT) for key, value in inline.items()}
         return _session_request(settings.profile, profiles, own, label=label, config=config)
     if settings.profile is not None:
+        if _serves_itself(profiles.get(settings.profile)):
+            # A role next to a profile with credentials but no role: the profile is meant as the source.
+            raise RequestError(
+                INVALID_PROJECT,
+                f"{label}: profile: {settings.profile!r} has no role_arn to take settings from; to assume "
+                f'role_arn with its credentials, write source_profile = "{settings.profile}" instead',
+            )
         values = _profile_values(settings.profile, profiles, origin=label)
     if any(key in inline for key in _SOURCE_KEYS):
         # The project names its own source: the profile's source keys do not mix with it.
