@@ -31,6 +31,7 @@ HANDLERS = {
     "credential-process": "stsd.client.commands:cmd_credential_process",
     "mfa": "stsd.client.commands:cmd_mfa",
     "renew": "stsd.client.commands:cmd_renew",
+    "login": "stsd.daemon.sso_login:cmd_login",
     "install-service": "stsd.install_service:cmd_install_service",
     "demo": "stsd.demo.run:cmd_demo",
 }
@@ -119,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     mfa_target.add_argument("--profile", help="a profile of ~/.aws/config whose source needs the code")
     mfa_target.add_argument("--dir", help="a project directory (default: the current one)")
     mfa.add_argument("--code", help="the code (default: ask on the terminal, else read one line of stdin)")
+
+    login = commands.add_parser(
+        "login",
+        help="sign in to an SSO profile's portal (device code) and cache the token as aws sso login does",
+    )
+    login.add_argument(
+        "profile",
+        nargs="?",
+        help="an SSO profile, or a role sourced from one (default: the project's profile)",
+    )
 
     install = commands.add_parser("install-service", help="install the systemd user units")
     install.add_argument("--uninstall", action="store_true", help="remove the units instead")

@@ -26,11 +26,17 @@ UNKNOWN_PROFILE = "unknown_profile"
 SOURCE_ERROR = "source_error"
 STS_DENIED = "sts_denied"
 MFA_REQUIRED = "mfa_required"  # the source's MFA session is not held: `stsd mfa` (or mfa_process) starts one
+SIGN_IN_REQUIRED = (
+    "sign_in_required"  # an SSO source's token expired or is missing: `aws sso login` (or `stsd login`)
+)
 NO_MFA = "no_mfa"  # `mfa` asked for a target whose source has no mfa_serial
 STS_UNAVAILABLE = "sts_unavailable"
 TIMEOUT = "timeout"
 RENEW_LIMITED = "renew_limited"  # a forced renewal of this session came too soon after the last one
 INTERNAL = "internal"
+# Refusals a person cures elsewhere (a code, a sign-in) without touching the project: the hook asks again
+# at the next prompt, and the daemon calls nothing meanwhile.
+ASK_AGAIN_AT_NEXT_PROMPT = frozenset({MFA_REQUIRED, SIGN_IN_REQUIRED})
 # Raised by clients, never sent: a reply that breaks the protocol (say, naming a variable stsd never sets).
 BAD_REPLY = "bad_reply"
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from mfa_stub import mfa_sts, mfa_world  # noqa: F401  (fixtures for tests of MFA sources, shells included)
+from sso_stub import sso_world  # noqa: F401  (SSO portal stub and credential_process profiles)
 
 from stsd.demo.local_aws import LocalAws
 
@@ -42,6 +43,8 @@ _AMBIENT = (
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_SSO",
+    "AWS_ENDPOINT_URL_SSO_OIDC",
     "STSD_SOCKET",
     "XDG_RUNTIME_DIR",
     "XDG_CONFIG_HOME",

@@ -236,6 +236,20 @@ class StsMfaStub:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def issue(self, user_key_id: str, *, expires: float, mfa: bool = False) -> IssuedSession:
+        """A session of the user's key that this stub honours until `expires` (epoch seconds): what
+        GetSessionToken hands out, and what other stubs (tests/sso_stub.py) hand out as temporary keys."""
+        issued = IssuedSession(
+            token="stubsession" + secrets.token_urlsafe(48),
+            key=self.temporary,
+            user_key_id=user_key_id,
+            mfa=mfa,
+            expires=expires,
+        )
+        with self._lock:
+            self.sessions[issued.token] = issued
+        return issued
+
     def count(self, action: str) -> int:
         with self._lock:
             return self.requests[action]
@@ -324,15 +338,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             with self.owner._lock:
                 self.owner.codes_accepted += 1
-        issued = IssuedSession(
-            token="stubsession" + secrets.token_urlsafe(48),
-            key=self.owner.temporary,
-            user_key_id=key_id,
-            mfa=mfa,
-            expires=time.time() + duration,
-        )
-        with self.owner._lock:
-            self.owner.sessions[issued.token] = issued
+        issued = self.owner.issue(key_id, expires=time.time() + duration, mfa=mfa)
         expiration = datetime.fromtimestamp(issued.expires, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         xml = _SESSION_XML.format(
             key=issued.key.access_key_id,

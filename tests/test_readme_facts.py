@@ -30,3 +30,12 @@ def test_readme_names_every_variable_a_client_started_daemon_does_not_inherit() 
         assert f"`{name}`" in section, name
     for prefix in variables.NOT_INHERITED_PREFIXES:
         assert f"`{prefix}*`" in section, prefix
+
+
+def test_readme_quotes_the_sign_in_line_the_daemon_sends() -> None:
+    from stsd.daemon.sso import SsoSettings, sign_in_line
+
+    line = sign_in_line("dev", SsoSettings("dev", None, "corp").sign_in_command)
+
+    assert f"stsd: {line}" in _section("## SSO (IAM Identity Center)")
+    assert f"`stsd: {line}`" in _section("## Troubleshooting")

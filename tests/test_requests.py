@@ -115,13 +115,16 @@ def test_unknown_profile_is_named(world_env: Any) -> None:
     assert "'nope'" in error.message
 
 
-def test_profile_without_role_or_keys_is_refused(world_env: Any) -> None:
+def test_profile_without_any_credentials_is_refused(world_env: Any) -> None:
     add_profiles(world_env, "[profile bare]\nregion = eu-west-1\n")
 
     error = profile_error("bare")
 
     assert error.code == "unknown_profile"
-    assert "not a role profile (no role_arn) and holds no access keys" in error.message
+    assert error.message == (
+        "profile bare: profile 'bare' gives no credentials of its own: expected role_arn, access keys, "
+        "an SSO account and role (sso_account_id, sso_role_name) or credential_process"
+    )
 
 
 def test_profile_with_keys_and_no_role_is_its_own_session_token(world_env: Any) -> None:

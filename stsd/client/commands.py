@@ -349,7 +349,34 @@ def _render_sources(sources: list[Mapping[str, Any]]) -> str:
             lines.append(_one_line(f"    {_session_token_line(session)}"))
             if session.get("last_error"):
                 lines.append(_one_line(f"    last error  {session['last_error']}"))
+        sso = source.get("sso")
+        if isinstance(sso, dict):
+            lines.extend(_one_line(f"    {line}") for line in _sso_lines(sso))
+        if isinstance(source.get("expires_in_s"), (int, float)):
+            lines.append(_one_line(f"    credentials expire {_expiry(source)}"))
     return "\n".join(lines)
+
+
+def _sso_lines(sso: Mapping[str, Any]) -> list[str]:
+    """An SSO source's start URL and sign-in: the cached token's expiry, or the command that signs in."""
+    where = str(sso.get("start_url") or "?")
+    if sso.get("sso_session"):
+        where += f" (sso-session {sso['sso_session']})"
+    lines = [f"SSO         {where}"]
+    left = sso.get("token_expires_in_s")
+    if sso.get("needs_sign_in"):
+        if not isinstance(left, (int, float)):
+            ended = "no token cached; "
+        elif left <= 0:
+            ended = f"token expired {sso.get('token_expires_at')}; "
+        else:
+            ended = "token refused by the portal; "
+        lines.append(f"sign-in     {ended}needed: run {sso.get('sign_in_command') or 'aws sso login'}")
+    elif isinstance(left, (int, float)):
+        lines.append(
+            f"sign-in     token until {sso.get('token_expires_at')} ({_duration(max(0, left))} left)"
+        )
+    return lines
 
 
 def _session_token_line(session: Mapping[str, Any]) -> str:

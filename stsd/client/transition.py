@@ -127,8 +127,10 @@ def plan(
         if answer.code == protocol.INVALID_PROJECT:
             cause += f":{answer.message}"  # fixing a file step by step: each new error is news
         notice = Notice(cause, f"stsd: {answer.message}")
-        if answer.code == "mfa_required":
-            refresh_at = int(now)  # `stsd mfa` (in any shell) unlocks it: ask again at the next prompt
+        if answer.code in protocol.ASK_AGAIN_AT_NEXT_PROMPT:
+            refresh_at = int(
+                now
+            )  # `stsd mfa` or `aws sso login` (any shell) cures it: ask at the next prompt
         elif answer.code not in _WAIT_FOR_USER:
             refresh_at = int(now) + RETRY_AFTER_S
     if new_state is None and state is not None:

@@ -183,7 +183,11 @@ def _checked(
             raise ConfigError(f"{path}: {where}{key}: unknown setting; expected one of {known}")
         types, expected, check = rules[key]
         # bool is an int subclass in Python; `renew_before_seconds = true` is a mistake, not 1.
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types) or not check(value):
+        if (
+            (isinstance(value, bool) and bool not in types)
+            or not isinstance(value, types)
+            or not check(value)
+        ):
             raise ConfigError(f"{path}: {where}{key}: expected {expected}")
         values[key] = _command(value) if key == "mfa_process" else value
     return values

@@ -1,6 +1,7 @@
 """RoleRequest: one fully resolved, validated request for a session (one session per distinct request):
-AssumeRole from a source, or a source's own GetSessionToken session when a profile with access keys and no
-role governs. Built from a project's RoleSettings or a ~/.aws/config profile, read through botocore."""
+AssumeRole from a source, or a source's own temporary credentials when a profile without a role governs (a
+GetSessionToken session of a profile with access keys, an SSO profile's role credentials, a
+credential_process). Built from a project's RoleSettings or a ~/.aws/config profile, read through botocore."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ from botocore import exceptions as boto_errors
 
 from stsd import aws_values
 from stsd.daemon.config import DaemonConfig
-from stsd.daemon.sources import CREDENTIAL_SOURCES, SourceSpec, aws_profiles, has_static_keys
+from stsd.daemon.sources import (
+    CREDENTIAL_SOURCES,
+    PROCESS,
+    SSO,
+    STATIC_KEYS,
+    SourceSpec,
+    aws_profiles,
+    has_static_keys,
+    profile_kind,
+)
 from stsd.daemon.sts_errors import one_line
 
 if TYPE_CHECKING:
@@ -34,7 +44,7 @@ ROLE_KEYS = (
     "mfa_serial",
 )
 _SOURCE_KEYS = ("source_profile", "credential_source")
-# Keys that mean something only next to a role: refused for a profile with keys and no role.
+# Keys that mean something only next to a role: refused for a profile without a role.
 _ROLE_ONLY_KEYS = (
     "source_profile",
     "credential_source",
@@ -48,8 +58,9 @@ _ROLE_ONLY_KEYS = (
 class RoleRequest:
     """One session per distinct request; `label` only says what status shows, so it is not identity.
 
-    With `role_arn` None there is no role: the session is the source's own GetSessionToken session (the
-    source spec says so), never its long-term keys."""
+    With `role_arn` None there is no role: the session is the source's own temporary credentials (a
+    GetSessionToken session when the source spec says so, an SSO profile's, a credential_process's), never
+    long-term keys."""
 
     source: SourceSpec
     role_arn: str | None
@@ -96,11 +107,18 @@ def resolve_request(settings: RoleSettings, *, label: str, config: DaemonConfig)
     if (
         settings.profile is not None
         and "role_arn" not in inline
-        and _keys_only(profiles.get(settings.profile))
+        and _serves_itself(profiles.get(settings.profile))
     ):
         own = {key: _Value(value, label, INVALID_PROJECT) for key, value in inline.items()}
         return _session_request(settings.profile, profiles, own, label=label, config=config)
     if settings.profile is not None:
+        if _serves_itself(profiles.get(settings.profile)):
+            # A role next to a profile with credentials but no role: the profile is meant as the source.
+            raise RequestError(
+                INVALID_PROJECT,
+                f"{label}: profile: {settings.profile!r} has no role_arn to take settings from; to assume "
+                f'role_arn with its credentials, write source_profile = "{settings.profile}" instead',
+            )
         values = _profile_values(settings.profile, profiles, origin=label)
     if any(key in inline for key in _SOURCE_KEYS):
         # The project names its own source: the profile's source keys do not mix with it.
@@ -118,15 +136,20 @@ def resolve_profile(name: str, *, config: DaemonConfig) -> RoleRequest:
     """The request a ~/.aws/config role profile describes (for `credential-process PROFILE`)."""
     label = f"profile {name}"
     profiles = _load_profiles(label)
-    if _keys_only(profiles.get(name)):
+    if _serves_itself(profiles.get(name)):
         return _session_request(name, profiles, {}, label=label, config=config)
     values = _profile_values(name, profiles, origin=label)
     return _build(values, profiles, own_profile=name, label=label, config=config)
 
 
-def _keys_only(profile: Mapping[str, Any] | None) -> bool:
-    """A profile with access keys and no role: it governs with a session of its own."""
-    return profile is not None and has_static_keys(profile) and "role_arn" not in profile
+def _serves_itself(profile: Mapping[str, Any] | None) -> bool:
+    """A profile without a role whose own temporary credentials are served: access keys (as a
+    GetSessionToken session), SSO, or a credential_process."""
+    return (
+        profile is not None
+        and "role_arn" not in profile
+        and profile_kind(profile) in (STATIC_KEYS, SSO, PROCESS)
+    )
 
 
 def _session_request(
@@ -137,26 +160,38 @@ def _session_request(
     label: str,
     config: DaemonConfig,
 ) -> RoleRequest:
-    """The request for a keys-only profile's own GetSessionToken session (with MFA when it names one)."""
+    """The request for a profile's own temporary credentials: a keys-only profile's GetSessionToken session
+    (with MFA when it names one), an SSO profile's role credentials, a credential_process's answer."""
+    where = f"profile {name}"
+    profile = profiles[name]
+    keys = has_static_keys(profile)
+    what = {STATIC_KEYS: "has keys", SSO: "is an SSO profile", PROCESS: "runs a credential_process"}[
+        str(profile_kind(profile))
+    ]
     for key in _ROLE_ONLY_KEYS:
         if key in inline:
             _fail(
                 inline[key],
                 key,
-                f"applies to a role; profile {name!r} has keys and no role_arn, so it gets a session of its own",
+                f"applies to a role; profile {name!r} {what} and no role_arn, so it gets a session of its own",
             )
-    where = f"profile {name}"
-    profile = profiles[name]
     mfa_serial = inline.get("mfa_serial")
-    if mfa_serial is None and "mfa_serial" in profile:
+    if mfa_serial is None and "mfa_serial" in profile and keys:
         mfa_serial = _Value(profile["mfa_serial"], where, UNKNOWN_PROFILE)
+    if mfa_serial is not None and not keys:
+        _fail(
+            mfa_serial,
+            "mfa_serial",
+            f"expected a profile with access keys; profile {name!r} {what}, and an MFA session "
+            "(GetSessionToken) needs long-term keys",
+        )
     region = inline.get("region")
     if region is None and "region" in profile:
         region = _Value(profile["region"], where, UNKNOWN_PROFILE)
     if region is not None and not aws_values.REGION.fullmatch(str(region.value)):
         _fail(region, "region", 'expected a region name like "eu-west-1"')
     return RoleRequest(
-        source=SourceSpec(profile=name, session_token=True, mfa_serial=_mfa_serial(mfa_serial)),
+        source=SourceSpec(profile=name, session_token=keys, mfa_serial=_mfa_serial(mfa_serial)),
         role_arn=None,
         external_id=None,
         session_name=None,
@@ -185,7 +220,8 @@ def _profile_values(
     if "role_arn" not in profile:
         raise RequestError(
             UNKNOWN_PROFILE,
-            f"{origin}: profile {name!r} is not a role profile (no role_arn) and holds no access keys",
+            f"{origin}: profile {name!r} gives no credentials of its own: expected role_arn, access keys, "
+            "an SSO account and role (sso_account_id, sso_role_name) or credential_process",
         )
     where = f"profile {name}"
     return {key: _Value(profile[key], where, UNKNOWN_PROFILE) for key in ROLE_KEYS if key in profile}

@@ -35,6 +35,7 @@ from stsd.daemon.sources import (
     SourceError,
     SourceRegistry,
     SourceStatus,
+    SsoStatus,
     aws_profiles,
     default_profile_shadow,
 )
@@ -511,12 +512,30 @@ def _credential_process_json(session: RoleSession) -> dict[str, Any]:
 
 
 def _source_status(source: SourceStatus, now: datetime) -> dict[str, Any]:
+    expires = source.expires_at
     return {
         "name": source.name,
         "kind": source.kind,
         "identity_arn": source.identity_arn,
         "error": source.error,
         "session": _session_token_status(source.session, now) if source.session else None,
+        "sso": _sso_status(source.sso, now) if source.sso else None,
+        # The source's own temporary credentials held now (SSO, credential_process): when they expire.
+        "expires_at": utc_text(expires) if expires else None,
+        "expires_in_s": int((expires - now).total_seconds()) if expires else None,
+    }
+
+
+def _sso_status(sso: SsoStatus, now: datetime) -> dict[str, Any]:
+    """An SSO source's sign-in: where, until when its cached token lasts, and whether one is needed."""
+    expires = sso.token_expires_at
+    return {
+        "start_url": sso.start_url,
+        "sso_session": sso.sso_session,
+        "token_expires_at": utc_text(expires) if expires else None,
+        "token_expires_in_s": int((expires - now).total_seconds()) if expires else None,
+        "needs_sign_in": sso.needs_sign_in,
+        "sign_in_command": sso.sign_in_command,
     }
 
 

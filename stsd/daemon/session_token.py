@@ -16,6 +16,7 @@ from typing import Any
 from stsd import aws_values, protocol
 from stsd.daemon.clock import Clock, Moment, utc_text
 from stsd.daemon.config import DaemonConfig, SourceSettings
+from stsd.daemon.renew_ahead import source_lead
 from stsd.daemon.secret import Secret
 from stsd.daemon.sources import (
     SessionTokenStatus,
@@ -35,9 +36,6 @@ MFA_PROCESS_TIMEOUT_S = 30
 ENDS_BEFORE_EXPIRY = timedelta(minutes=2)
 # Status warns this long before an MFA session that cannot renew itself (no mfa_process) ends.
 ENDING_SOON = timedelta(hours=1)
-# A renewable session (no MFA, or an mfa_process) is renewed this much earlier than the sessions built on
-# it would renew themselves, so that their renewal finds a new one.
-_LEAD_MARGIN = timedelta(seconds=60)
 _MFA_HINTS = {
     "AccessDenied": "check the code your device shows now, and mfa_serial",
     "ValidationError": "check mfa_serial and mfa_session_duration",
@@ -156,13 +154,7 @@ class SessionTokenSource:
         needs a person is used until it ends."""
         if not self.renewable:
             return False
-        config = self._config
-        lead = timedelta(
-            seconds=max(
-                config.renew_before_seconds + config.renew_jitter_seconds, config.min_remaining_seconds
-            )
-        )
-        lead = min(lead + _LEAD_MARGIN, (held.deadline - held.started.wall) / 2)
+        lead = source_lead(self._config, held.deadline - held.started.wall)
         return held.deadline - held.started.later(self._clock) <= lead
 
     def _code_needed(self) -> SourceError:

@@ -541,8 +541,8 @@ class SessionManager:
             slot.failures = 0
             slot.retry_at = None
             slot.blocked_at = files
-            # A code to type is the normal course of an MFA day, not a fault.
-            level = logging.INFO if failure.code == protocol.MFA_REQUIRED else logging.ERROR
+            # A code to type or a sign-in is the normal course of the day, not a fault.
+            level = logging.INFO if failure.code in protocol.ASK_AGAIN_AT_NEXT_PROMPT else logging.ERROR
             log.log(level, "%s (not retried until its source or the AWS files change)", failure.message)
 
     # -- worker thread -------------------------------------------------------------------------------
@@ -619,10 +619,16 @@ def _effective_duration(asked: int | None, source: SourceCredentials) -> tuple[i
 
 
 def _source_session(request: RoleRequest, source: SourceCredentials) -> _Assumed:
-    """A source's own session served as it is; only a session stsd keeps (GetSessionToken) qualifies, so
+    """A source's own temporary credentials served as they are (a GetSessionToken session, an SSO
+    profile's, a credential_process's); only credentials with a session token and an expiry qualify, so
     long-term keys are never handed out."""
     if source.session_token is None or source.expiration is None or source.deadline is None:
-        raise _Failure(STS_DENIED, f"{request.label}: {request.source.name} gave no session", transient=False)
+        raise _Failure(
+            protocol.SOURCE_ERROR,
+            f"{request.label}: {request.source.name} gave no temporary credentials (a session token and an "
+            "expiry); stsd never hands out long-term keys: name this profile as source_profile of a role",
+            transient=False,
+        )
     return _Assumed(
         credentials=TemporaryCredentials(
             access_key_id=source.access_key_id,

@@ -3,7 +3,9 @@ memory and described (never revealed) for status.
 
 Providers: BotocoreSource resolves a profile or credential_source with botocore's own machinery (reloaded
 when ~/.aws/config or ~/.aws/credentials change); SessionTokenSource (stsd.daemon.session_token) keeps a
-GetSessionToken session of such a source, with MFA when the spec names an mfa_serial."""
+GetSessionToken session of such a source, with MFA when the spec names an mfa_serial; SsoSource
+(stsd.daemon.sso) and ProcessSource (stsd.daemon.process) fetch an SSO profile's role credentials or run a
+credential_process, each held by RenewAheadSource (stsd.daemon.renew_ahead) until due for renewal."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import botocore.config
@@ -121,6 +123,17 @@ class SessionTokenStatus:
 
 
 @dataclass(frozen=True)
+class SsoStatus:
+    """An SSO source's sign-in as status shows it: the token `aws sso login` cached, never its value."""
+
+    start_url: str | None
+    sso_session: str | None  # None for a legacy profile (sso_start_url on the profile itself)
+    token_expires_at: datetime | None  # None: no token cached
+    needs_sign_in: bool  # no usable token, and none can be had without a person
+    sign_in_command: str
+
+
+@dataclass(frozen=True)
 class SourceStatus:
     name: str
     kind: str | None
@@ -128,6 +141,8 @@ class SourceStatus:
     error: str | None
     temporary: bool | None
     session: SessionTokenStatus | None = None
+    sso: SsoStatus | None = None
+    expires_at: datetime | None = None  # the held temporary credentials' expiry (SSO, credential_process)
 
 
 class SourceError(Exception):
@@ -191,23 +206,28 @@ def aws_files_fingerprint() -> tuple[FileStamp, ...]:
     return tuple(stamps)
 
 
-_profiles_lock = threading.Lock()
-_profiles_cache: tuple[tuple[FileStamp, ...], dict[str, dict[str, Any]]] | None = None
+_config_lock = threading.Lock()
+_config_cache: tuple[tuple[FileStamp, ...], dict[str, Any]] | None = None
 
 
-def aws_profiles() -> Mapping[str, Mapping[str, Any]]:
-    """Every profile of the config and credentials files, merged by botocore (credentials win).
+def aws_config() -> Mapping[str, Any]:
+    """The AWS files as botocore merges them (credentials win): `profiles`, `sso_sessions`, ...
 
     Cached until the files change, so resolving a request does not re-read them each time.
     Raises botocore's ConfigParseError for a broken file.
     """
-    global _profiles_cache
+    global _config_cache
     fingerprint = aws_files_fingerprint()
-    with _profiles_lock:
-        if _profiles_cache is None or _profiles_cache[0] != fingerprint:
-            profiles = botocore.session.Session().full_config.get("profiles", {})
-            _profiles_cache = (fingerprint, profiles)
-        return _profiles_cache[1]
+    with _config_lock:
+        if _config_cache is None or _config_cache[0] != fingerprint:
+            _config_cache = (fingerprint, botocore.session.Session().full_config)
+        return _config_cache[1]
+
+
+def aws_profiles() -> Mapping[str, Mapping[str, Any]]:
+    """Every profile of the config and credentials files, merged by botocore (credentials win)."""
+    profiles: Mapping[str, Mapping[str, Any]] = aws_config().get("profiles", {})
+    return profiles
 
 
 # Keys of a [default] profile that make an SDK take credentials from it, ahead of the container provider
@@ -230,7 +250,7 @@ def default_profile_shadow() -> str | None:
     the file and section to move; None when nothing shadows it. Read through botocore, never written."""
     global _shadow_cache
     fingerprint = aws_files_fingerprint()
-    with _profiles_lock:
+    with _config_lock:
         if _shadow_cache is not None and _shadow_cache[0] == fingerprint:
             return _shadow_cache[1]
     import botocore.configloader
@@ -252,13 +272,43 @@ def default_profile_shadow() -> str | None:
                 "move it to a named section (e.g. [personal]) and name that as source_profile"
             )
             break
-    with _profiles_lock:
+    with _config_lock:
         _shadow_cache = (fingerprint, found)
     return found
 
 
 def has_static_keys(profile: Mapping[str, Any]) -> bool:
     return "aws_access_key_id" in profile
+
+
+# What a profile's credentials are, decided as botocore's chain decides for a named profile: static keys
+# win (see _NOT_WHEN_STATIC), then a role, then SSO (botocore's SSOProvider: either sso_ key of a role),
+# then credential_process.
+STATIC_KEYS = "static-keys"
+ROLE = "assume-role"
+SSO = "sso"
+PROCESS = "process"
+_SSO_ROLE_KEYS = ("sso_account_id", "sso_role_name")
+
+
+def profile_kind(profile: Mapping[str, Any]) -> str | None:
+    """STATIC_KEYS, ROLE, SSO or PROCESS; None when the profile gives no credentials by itself."""
+    if has_static_keys(profile):
+        return STATIC_KEYS
+    if "role_arn" in profile:
+        return ROLE
+    if any(key in profile for key in _SSO_ROLE_KEYS):
+        return SSO
+    if "credential_process" in profile:
+        return PROCESS
+    return None
+
+
+def expiry_of(credentials: botocore.credentials.Credentials) -> datetime | None:
+    """When refreshable credentials botocore loaded expire (aware UTC), None for static ones. botocore
+    keeps it in `_expiry_time` and offers no public accessor."""
+    expiry = getattr(credentials, "_expiry_time", None)
+    return expiry.astimezone(timezone.utc) if isinstance(expiry, datetime) else None
 
 
 @dataclass(frozen=True)
@@ -293,7 +343,7 @@ class BotocoreSource:
             if not frozen.access_key or not frozen.secret_key:
                 raise SourceError(f"source {spec.name}: no credentials", transient=False)
         except Exception as error:
-            failure = error if isinstance(error, SourceError) else _source_failure(spec, error)
+            failure = error if isinstance(error, SourceError) else source_failure(spec, error)
             with self._lock:
                 self._error = failure.message
             raise failure from None
@@ -344,7 +394,7 @@ class BotocoreSource:
         except SourceError:
             raise
         except Exception as error:
-            raise _source_failure(spec, error) from None
+            raise source_failure(spec, error) from None
         if credentials is None:
             # botocore answers None both for "not configured" and for an instance-metadata or container
             # endpoint that did not answer; only the latter can come right on its own.
@@ -364,6 +414,7 @@ class _Identity:
 @dataclass
 class _Entry:
     provider: SourceProvider
+    kind: str | None = None  # the profile's kind when the provider was made (profile_kind)
     asked: bool = False  # asked for directly (not only as the base of a session): status lists it
     identity: _Identity | None = field(default=None)
 
@@ -469,14 +520,17 @@ class SourceRegistry:
                     error=status.error or (identity.error if identity else None),
                     temporary=status.temporary,
                     session=status.session,
+                    sso=status.sso,
+                    expires_at=status.expires_at,
                 )
             )
         return result
 
     def _entry(self, spec: SourceSpec) -> _Entry:
+        kind = self._kind(spec)
         with self._lock:
             entry = self._entries.get(spec)
-            if entry is not None:
+            if entry is not None and entry.kind == kind:
                 return entry
         if spec.session_token:
             from stsd.daemon.session_token import SessionTokenSource
@@ -490,10 +544,36 @@ class SourceRegistry:
                 clock=self._clock,
                 sts_client=self.sts_client,
             )
+        elif kind in (SSO, PROCESS):
+            from stsd.daemon.process import ProcessSource
+            from stsd.daemon.renew_ahead import RenewAheadSource
+            from stsd.daemon.sso import SsoSource
+
+            fetching = (
+                SsoSource(spec, config=self._config, clock=self._clock)
+                if kind == SSO
+                else ProcessSource(spec)
+            )
+            provider = RenewAheadSource(fetching, config=self._config, clock=self._clock)
         else:
             provider = BotocoreSource(spec)
         with self._lock:
-            return self._entries.setdefault(spec, _Entry(provider))
+            entry = self._entries.get(spec)
+            if entry is None or entry.kind != kind:
+                if entry is not None:
+                    log.info("source %s is now of another kind (%s): the AWS config changed", spec.name, kind)
+                entry = self._entries[spec] = _Entry(provider, kind=kind)
+            return entry
+
+    def _kind(self, spec: SourceSpec) -> str | None:
+        """The profile's kind as the AWS files say now (cached until they change), which picks its provider."""
+        if spec.profile is None or spec.session_token:
+            return None
+        try:
+            profile = aws_profiles().get(spec.profile)
+        except Exception:  # a broken file: BotocoreSource reports it in one line
+            return None
+        return profile_kind(profile) if profile is not None else None
 
 
 def _resolve_profile(name: str) -> botocore.credentials.Credentials | None:
@@ -521,7 +601,8 @@ def _resolve_credential_source(source: str) -> botocore.credentials.Credentials 
     return resolver.get_provider(method).load()
 
 
-def _source_failure(spec: SourceSpec, error: BaseException) -> SourceError:
+def source_failure(spec: SourceSpec, error: BaseException) -> SourceError:
+    """A botocore error loading `spec` as one SourceError: permanent for configuration, transient else."""
     name = type(error).__name__
     if isinstance(error, boto_errors.ProfileNotFound):
         return SourceError(f"source {spec.name}: profile not found: {one_line(error)}", transient=False)

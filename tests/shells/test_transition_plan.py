@@ -72,16 +72,25 @@ def test_refusal_unloads_and_waits_for_the_user_not_the_clock():
     assert "stsd allow /home/alice/project" in transition.notice.line
 
 
-def test_mfa_code_needed_unloads_says_it_once_and_asks_again_at_the_next_prompt():
-    answer = Refused(FILE, "mfa_required", "alice needs an MFA code: run stsd mfa")
+@pytest.mark.parametrize(
+    ("code", "line"),
+    [
+        ("mfa_required", "alice needs an MFA code: run stsd mfa"),
+        ("sign_in_required", "dev needs a new sign-in: run aws sso login --sso-session corp"),
+    ],
+)
+def test_code_or_sign_in_needed_unloads_says_it_once_and_asks_again_at_the_next_prompt(code, line):
+    answer = Refused(FILE, code, line)
     entering = plan({}, answer, hook_file=FILE, shell_pid=42, now=NOW)
     ended = plan(loaded_environment("2027-01-15T09:00:00Z"), answer, hook_file=FILE, shell_pid=42, now=NOW)
 
     for step in (entering, ended):
         assert step.state is None
-        assert step.notice.line == "stsd: alice needs an MFA code: run stsd mfa"
-        assert step.notice.cause == f"mfa_required:{FILE}"  # the hook shows one cause once
-        assert step.refresh_at == int(NOW)  # due at the next prompt: `stsd mfa` may have run
+        assert step.notice.line == f"stsd: {line}"
+        assert step.notice.cause == f"{code}:{FILE}"  # the hook shows one cause once
+        assert step.refresh_at == int(
+            NOW
+        )  # due at the next prompt: `stsd mfa` or `aws sso login` may have run
     assert entering.changes == {}
     assert ended.changes["AWS_ACCESS_KEY_ID"] is None
 
