@@ -28,18 +28,23 @@ class FakeClock:
     def monotonic(self) -> float:
         return self._monotonic
 
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
+    def sleep(self, seconds: float) -> asyncio.Future[None]:
+        """A sleep whose deadline is fixed when it is asked for, not when the task awaiting it first runs:
+        else an `advance` in between (the test running before the renewal loop's sleeper task got a turn)
+        would be missed, and the sleep would end only after a further `advance`."""
         waker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if seconds <= 0:
+            waker.set_result(None)
+            return waker
         entry = (self._monotonic + seconds, waker)
         self._sleepers.append(entry)
-        try:
-            await waker
-        finally:
+
+        def forget(_: asyncio.Future[None]) -> None:
             if entry in self._sleepers:
                 self._sleepers.remove(entry)
+
+        waker.add_done_callback(forget)
+        return waker
 
     def advance(self, seconds: float) -> None:
         self._wall += timedelta(seconds=seconds)

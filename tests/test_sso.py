@@ -473,14 +473,58 @@ def test_short_lived_process_credentials_renew_at_half_their_life_not_later(
         async with harness(loop=True) as h:
             sso_world.set_process_clock(h.clock.wall().timestamp())
             request = resolve_profile("proc", config=h.config)
+            expirations: set[Any] = set()  # one per fetch of the source (the process gives one key)
+            renewals: set[Any] = set()  # each schedule the session had: one per fetch of it
             for _ in range(60):
                 session = await h.manager.credentials(request)
-                assert session.expires_at is not None
+                assert session.expires_at is not None and session.credentials is not None
                 # Renewed at half its life (7.5 min left), so never handed out with much less.
                 assert session.expires_at - h.clock.wall() >= timedelta(minutes=6, seconds=30)
+                expirations.add(session.credentials.expiration)
+                renewals.add(session.renew_at)
+                # The process's clock moves first, so a fetch the renewal loop starts in `advance` sees
+                # the same time as the daemon (else its credentials would seem a minute shorter).
+                sso_world.set_process_clock(h.clock.wall().timestamp() + 60)
                 await h.advance(60)
-                sso_world.set_process_clock(h.clock.wall().timestamp())
-            assert 6 <= sso_world.process_runs <= 10
+            # The source is renewed ahead at half its life (less a minute: 6.5 min), when the loop next
+            # looks on the test's minute steps: at 0, 7, 14, ... 56 min.
+            assert len(expirations) == 9
+            # The process ran once each time, and once more at first: botocore itself runs it again when
+            # the credentials it got have under 15 min left on the real clock (the fake one soon runs
+            # ahead of it).
+            assert 9 <= sso_world.process_runs <= 10
+            # The session is renewed only when its source has new credentials. (A short session's own
+            # schedule, a fixed 2 min after each fetch, had it fetch the same ones every 2 min, and the
+            # source renewed only at the next such step: later in its life.)
+            assert len(renewals) == 9
+
+    run(scenario())
+
+
+def test_a_session_serving_its_sources_own_credentials_renews_when_the_source_does(
+    sso_world: SsoWorld, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_world(world, monkeypatch)
+    (sso_world.process_dir / "lifetime").write_text("900")
+
+    async def scenario() -> None:
+        async with harness() as h:
+            sso_world.set_process_clock(h.clock.wall().timestamp())
+            fetched = h.clock.wall()
+            session = await h.manager.credentials(resolve_profile("proc", config=h.config))
+            assert session.renew_at is not None and session.expires_at is not None
+            # The source is due at half its life plus a minute (renew_ahead.source_lead): 6.5 min in. Not
+            # 2 min in, as the schedule of a 15 min session alone says (SHORT_SESSION_MIN_LIFE_USED).
+            lifetime = session.expires_at - fetched  # 900 s less the fraction the process's clock drops
+            assert session.renew_at == session.expires_at - (lifetime / 2 + timedelta(seconds=60))
+            h.clock.advance(389)
+            assert await h.manager.credentials(session.request) == session  # nothing fetched
+            h.clock.advance(1)
+            sso_world.set_process_clock(h.clock.wall().timestamp())
+            renewed = await h.manager.credentials(session.request)
+            assert renewed.credentials is not None and session.credentials is not None
+            assert renewed.credentials.expiration == session.credentials.expiration + timedelta(seconds=390)
+            assert renewed.renew_at is not None and renewed.renew_at > h.clock.wall()
 
     run(scenario())
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from stsd.daemon.clock import Clock, Moment, utc_text
 from stsd.daemon.config import DaemonConfig
@@ -56,16 +56,18 @@ class RenewAheadSource:
             with self._lock:
                 held = self._held
             if held is not None and not self._due(held):
-                return held.credentials
+                return replace(held.credentials, renews_at=self._renews_at(held))
             started = Moment.now(self._clock)
             credentials = self.inner.credentials()  # raises SourceError; the old ones stay held
+            if credentials.expiration is None:
+                with self._lock:
+                    self._held = None
+                return credentials
+            held = _Held(credentials, started)
             with self._lock:
-                self._held = _Held(credentials, started) if credentials.expiration is not None else None
-            if credentials.expiration is not None:
-                log.info(
-                    "source %s: credentials held until %s", self.spec.name, utc_text(credentials.expiration)
-                )
-            return credentials
+                self._held = held
+            log.info("source %s: credentials held until %s", self.spec.name, utc_text(credentials.expiration))
+            return replace(credentials, renews_at=self._renews_at(held))
 
     def status(self) -> SourceStatus:
         status = self.inner.status()
@@ -74,8 +76,11 @@ class RenewAheadSource:
         expires = held.credentials.expiration if held is not None else None
         return replace(status, expires_at=expires)
 
-    def _due(self, held: _Held) -> bool:
+    def _renews_at(self, held: _Held) -> datetime:
+        """When the held credentials are due (on the wall clock): asked before then, they are given again."""
         expires = held.credentials.deadline or held.credentials.expiration
         assert expires is not None
-        lead = source_lead(self._config, expires - held.started.wall)
-        return expires - held.started.later(self._clock) <= lead
+        return expires - source_lead(self._config, expires - held.started.wall)
+
+    def _due(self, held: _Held) -> bool:
+        return held.started.later(self._clock) >= self._renews_at(held)

@@ -123,6 +123,9 @@ class _Assumed:
     # A source's own session: its deadline on our clock, and whether its provider can renew it unasked.
     deadline: datetime | None = None
     renewable: bool = True
+    # When the source holding these credentials fetches new ones (RenewAheadSource); asked again before
+    # then, it gives the same credentials.
+    source_renews_at: datetime | None = None
 
 
 class _Failure(Exception):
@@ -482,6 +485,15 @@ class SessionManager:
         slot.expires_at = started + lifetime
         if assumed.renewable:
             slot.renew_at = self._schedule(slot.expires_at, lifetime)
+            if assumed.source_renews_at is not None:
+                # The source's own credentials served as they are: renewing before the source fetches new
+                # ones would only get these again, and a short session (whose schedule is a fixed time
+                # after each fetch) would re-fetch them every SHORT_SESSION_MIN_LIFE_USED while its
+                # lifetime shrinks, catching the source's renewal only at its next step. Renew when the
+                # source does (never earlier than the schedule says, so never at or before the fetch).
+                slot.renew_at = max(
+                    slot.renew_at, min(assumed.source_renews_at, slot.expires_at - USABLE_MARGIN)
+                )
             slot.cost_note = _short_session_cost(lifetime, slot.expires_at - slot.renew_at)
         else:
             # Nobody can renew it (an MFA session without mfa_process): serve it to its last minute. Its
@@ -641,6 +653,7 @@ def _source_session(request: RoleRequest, source: SourceCredentials) -> _Assumed
         capped_note=None,
         deadline=source.deadline,
         renewable=source.renewable,
+        source_renews_at=source.renews_at,
     )
 
 

@@ -103,6 +103,9 @@ class SourceCredentials:
     expiration: datetime | None = None
     deadline: datetime | None = None
     renewable: bool = True
+    # Set by a provider that holds credentials (RenewAheadSource): when it fetches new ones. Until then
+    # asking again gives these same credentials, so a session serving them has nothing to renew.
+    renews_at: datetime | None = None
 
     @property
     def temporary(self) -> bool:
