@@ -169,3 +169,20 @@ def test_status_says_a_blocked_session_cannot_be_forced(daemon: Daemon, world: W
     assert session["blocked"] is True and session["forced_renewal_in_s"] is None
     text = world.stsd("status", cwd=str(project)).stdout
     assert "    force renew not until the AWS config or credentials files change" in text.splitlines()
+
+
+def test_stsd_renew_command_renews_once_and_then_says_when(daemon: Daemon, world: World) -> None:
+    project = world.project("p", 'profile = "alice-sts"\n')
+    assert world.stsd("allow", str(project)).returncode == 0
+    before = json.loads(world.stsd("env", "--json", str(project)).stdout)["AWS_ACCESS_KEY_ID"]
+    renewed = world.stsd("renew", "--dir", str(project))
+    assert renewed.returncode == 0, renewed.stderr
+    assert re.search(
+        r"renewed .*; the new credentials expire \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", renewed.stdout
+    )
+    assert json.loads(world.stsd("env", "--json", str(project)).stdout)["AWS_ACCESS_KEY_ID"] != before
+    again = world.stsd("renew", "--dir", str(project))
+    assert again.returncode == 1 and "a forced renewal is possible again in" in again.stderr
+    # The profile names the same role request: one session, one limit, whichever way it is asked.
+    by_profile = world.stsd("renew", "--profile", "alice-sts")
+    assert by_profile.returncode == 1 and "a forced renewal is possible again in" in by_profile.stderr

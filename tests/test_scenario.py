@@ -74,7 +74,11 @@ def test_trusted_profile_project_gets_role_credentials_that_list_buckets(
     allow(world, project)
     reply = ask(world, {"op": "env", "dir": str(project / "src")})  # a subdirectory is governed too
     assert reply["ok"] is True, reply
-    assert reply["project"] == {"path": str(project / PROJECT_FILE_NAME), "name": "alice-sts"}
+    assert reply["project"] == {
+        "path": str(project / PROJECT_FILE_NAME),
+        "name": "alice-sts",
+        "credentials": "env",
+    }
     variables = reply["vars"]
     assert variables["AWS_ACCESS_KEY_ID"].startswith("ASIA")
     assert variables["AWS_ACCESS_KEY_ID"] != world.aws.alice.access_key_id  # type: ignore[union-attr]

@@ -427,10 +427,7 @@ class CredentialsEndpoint:
             )
             raise EndpointRefusal(403, BROWSER_REFUSED, "the stsd endpoint does not answer browsers")
         assert self.address is not None
-        if headers.get("host", "").lower() not in (
-            f"{self.address[0]}:{self.address[1]}",
-            f"localhost:{self.address[1]}",
-        ):
+        if headers.get("host", "") != f"{self.address[0]}:{self.address[1]}":
             # A name that resolves to 127.0.0.1 (DNS rebinding) reaches this port with another Host.
             raise EndpointRefusal(
                 400, BAD_HOST, f"Host must be {self.address[0]}:{self.address[1]}; use the URL stsd exported"

@@ -109,3 +109,13 @@ def test_quick_json_agrees_with_json_module(text):
     assert wire.json_loads(text) == json.loads(text)
     value = json.loads(text)
     assert json.loads(wire.json_dumps(value)) == value
+
+
+def test_a_shadowing_default_profile_is_said_once_at_entry():
+    warning = "~/.aws/credentials [default] holds aws_access_key_id: AWS SDKs use it before the stsd endpoint"
+    answer = Project(FILE, "alice-sts", CREDENTIALS, "2027-01-15T09:00:00Z", int(NOW) + 600, warning)
+    entering = plan({}, answer, hook_file=FILE, shell_pid=42, now=NOW)
+    assert entering.notice is not None and entering.notice.line == f"stsd: warning: {warning}"
+    # Staying in the project (a renewal) says nothing again.
+    staying = plan(loaded_environment("2027-01-15T08:30:00Z"), answer, hook_file=FILE, shell_pid=42, now=NOW)
+    assert staying.notice is None
