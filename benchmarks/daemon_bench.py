@@ -35,6 +35,7 @@ from measure import (
     Row,
     bench_world,
     interleaved,
+    median,
     p99,
     peak_rss_of,
     run_checked,
@@ -157,35 +158,58 @@ def _peer_throughput(aws: LocalAws, clients: int, seconds: float) -> float:
 def measure(aws: LocalAws, *, requests: int = 2000, seconds: float = 2.0, rounds: int = 5) -> list[Row]:
     rows: list[Row] = []
     per_round = max(1, requests // rounds)
-    with bench_world(aws) as world, echo_server(world.runtime) as echo:
+    with (
+        bench_world(aws) as world,
+        bench_world(aws) as busy_world,
+        echo_server(world.runtime) as echo,
+    ):
+        # Two daemons side by side, one holding 1 session and one holding 200, asked in turn with the
+        # floor (A B C A B C ...): a difference between them is not a change of load between two runs.
         project = world.project("project", 'profile = "alice-sts"\n')
+        busy_project = busy_world.project("project", 'profile = "alice-sts"\n')
         env_request = {"v": 1, "op": "env", "dir": str(project)}
-        profiles = add_profiles(world, 199)  # with alice-sts itself: 200 sessions
-        with running_daemon(world) as process:
-            path = str(world.socket)
-            daemon = psutil.Process(process.pid)
-            one_request(path, {"v": 1, "op": "ping"})
+        busy_request = {"v": 1, "op": "env", "dir": str(busy_project)}
+        profiles = add_profiles(busy_world, 199)  # with alice-sts itself: 200 sessions
+        with running_daemon(world), running_daemon(busy_world) as busy_process:
+            path, busy_path = str(world.socket), str(busy_world.socket)
+            daemon = psutil.Process(busy_process.pid)
+            one_request(busy_path, {"v": 1, "op": "ping"})
             idle_rss = daemon.memory_info().rss
             assert one_request(path, env_request)["ok"], "the daemon could not assume the role"
+            assert one_request(busy_path, busy_request)["ok"], "the daemon could not assume the role"
+            one_rss = daemon.memory_info().rss  # botocore and its STS model loaded: the cost of the first
+            for name in profiles:
+                reply = one_request(busy_path, {"v": 1, "op": "credentials", "profile": name})
+                assert reply["ok"], reply
+            sessions = len(one_request(busy_path, {"v": 1, "op": "status"})["sessions"])
+            busy_rss = daemon.memory_info().rss  # before the load below, whose buffers would count too
 
-            def reply_rows(held: str) -> list[Row]:
-                times = interleaved(
-                    {
-                        "stsd": lambda: one_request(path, env_request),
-                        "floor": lambda: one_request(echo, env_request),
-                    },
-                    rounds=rounds,
-                    per_round=per_round,
+            times = interleaved(
+                {
+                    "one": lambda: one_request(path, env_request),
+                    "busy": lambda: one_request(busy_path, busy_request),
+                    "floor": lambda: one_request(echo, env_request),
+                },
+                rounds=rounds,
+                per_round=per_round,
+            )
+            metric = "`env` by directory (the hook's request), {} held, {}"
+            for key, held in (("one", "1 session"), ("busy", f"{sessions} sessions")):
+                for label, stat in (("median", median), ("p99", p99)):
+                    rows.append(
+                        timed_row(SECTION, metric.format(held, label), times[key], FLOOR, times["floor"],
+                                  stat=stat, floor=True)
+                    )  # fmt: skip
+            rows.append(
+                timed_row(
+                    SECTION,
+                    metric.format(f"{sessions} sessions", "median"),
+                    times["busy"],
+                    "the same daemon holding 1 session",
+                    times["one"],
+                    note="> 1x: faster with more sessions held",
                 )
-                metric = f"`env` by directory (the hook's request), {held} held"
-                return [
-                    timed_row(SECTION, f"{metric}, median", times["stsd"], FLOOR, times["floor"], floor=True),
-                    timed_row(
-                        SECTION, f"{metric}, p99", times["stsd"], FLOOR, times["floor"], stat=p99, floor=True
-                    ),
-                ]
-
-            rows.extend(reply_rows("1 session"))
+            )
 
             # The peer's own cache: botocore keeps resolved role credentials in the process.
             with _aws_files(world):
@@ -211,13 +235,6 @@ def measure(aws: LocalAws, *, requests: int = 2000, seconds: float = 2.0, rounds
                     note="a peer's own cache wins in-process: no socket to cross",
                 )
             )
-
-            for name in profiles:
-                reply = one_request(path, {"v": 1, "op": "credentials", "profile": name})
-                assert reply["ok"], reply
-            sessions = len(one_request(path, {"v": 1, "op": "status"})["sessions"])
-            busy_rss = daemon.memory_info().rss  # before the load below, whose buffers would count too
-            rows.extend(reply_rows(f"{sessions} sessions"))
 
             sts = _sts_client(aws)
             _assume(sts)
@@ -257,10 +274,11 @@ def measure(aws: LocalAws, *, requests: int = 2000, seconds: float = 2.0, rounds
                 SECTION,
                 "daemon memory per session held",
                 "KiB",
-                (busy_rss - idle_rss) / (sessions - 1) / 1024,
+                (busy_rss - one_rss) / (sessions - 1) / 1024,
                 "-",
                 None,
-                note=f"(RSS with {sessions} sessions - RSS idle) / {sessions - 1}",
+                note=f"(RSS with {sessions} sessions - RSS with 1) / {sessions - 1}; "
+                f"the first session costs {(one_rss - idle_rss) / MiB:.1f} MiB (botocore, the STS model)",
             )
         )
     rows.extend(cold_round(aws, roles=200, clients=1000))
