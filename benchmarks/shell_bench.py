@@ -117,6 +117,7 @@ class InteractiveShell:
         import pexpect
 
         argv = INTERACTIVE[shell.name]
+        self.lines = 0
         self.child = pexpect.spawn(
             argv[0], argv[1:], env={**env, "TERM": "dumb"}, cwd=str(cwd), encoding="utf-8", timeout=60
         )
@@ -127,9 +128,12 @@ class InteractiveShell:
         self.type("true")  # settle: the first prompt after setup has run every hook once
 
     def type(self, line: str) -> float:
-        """Seconds from Enter to the next prompt."""
+        """Seconds from Enter to the next prompt. The line prints a numbered token first: fish redraws
+        its prompt as a line is typed, so the marker alone could match before the line has even run."""
+        self.lines += 1
         started = time.perf_counter()
-        self.child.sendline(line)
+        self.child.sendline(f"{line}; printf '%s%s\\n' __stsdline {self.lines}")
+        self.child.expect_exact(f"__stsdline{self.lines}")
         self.child.expect_exact(MARKER)
         return time.perf_counter() - started
 
