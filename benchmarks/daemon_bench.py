@@ -259,16 +259,18 @@ def measure(aws: LocalAws, *, requests: int = 2000, seconds: float = 2.0, rounds
 
         aws_argv = [str(VENV_BIN / "aws"), "sts", "assume-role", "--profile", USER_NAME, "--role-arn",
                     ROLE_ARN, "--role-session-name", "bench", "--external-id", EXTERNAL_ID]  # fmt: skip
-        aws_rss = max(peak_rss_of(aws_argv, world.env) for _ in range(3))
-        awsume_rss = max(peak_rss_of([str(VENV_BIN / "awsumepy"), ROLE_NAME], world.env) for _ in range(3))
+        # Three runs of each peer: their spread is the noise that decides "even".
+        aws_rss = [peak_rss_of(aws_argv, world.env) for _ in range(3)]
+        awsume_rss = [peak_rss_of([str(VENV_BIN / "awsumepy"), ROLE_NAME], world.env) for _ in range(3)]
         for label, rss in (("idle", idle_rss), (f"{sessions} sessions", busy_rss)):
             for peer_name, peer_rss in (
                 ("peak of one `aws sts assume-role` process", aws_rss),
                 ("peak of one awsume process", awsume_rss),
             ):
                 rows.append(
-                    Row(SECTION, f"daemon memory (RSS), {label}", "MiB", rss / MiB, peer_name, peer_rss / MiB)
-                )
+                    Row(SECTION, f"daemon memory (RSS), {label}", "MiB", rss / MiB, peer_name,
+                        median(peer_rss) / MiB, rounds=tuple(peak / rss for peak in peer_rss))
+                )  # fmt: skip
         rows.append(
             Row(
                 SECTION,
