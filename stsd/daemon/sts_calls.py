@@ -8,6 +8,7 @@ import asyncio
 import contextvars
 import functools
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,6 +20,8 @@ Result = TypeVar("Result")
 # STS answers in 10-300 ms; a thread spends that time waiting, not computing. 64 lets a cold start of
 # many roles overlap its round trips (a burst beyond that queues here, not in the default pool).
 STS_THREADS = 64
+
+_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -47,12 +50,15 @@ class StsClients:
     def __init__(self, build: Callable[[str, str, str | None, str], Any], *, max_clients: int = 64) -> None:
         self._build = build
         self._max_clients = max_clients
-        self._clients: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+        self._clients: OrderedDict[tuple[object, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def client(self, access_key_id: str, secret: str, token: str | None, region: str) -> Any:
         digest = hashlib.sha256(f"{secret}\0{token or ''}".encode()).hexdigest()
-        key = (access_key_id, digest, region)
+        # The endpoint variables botocore reads when it builds a client: a client built for another
+        # endpoint is not reused.
+        endpoint = tuple(os.environ.get(name) for name in _ENDPOINT_VARIABLES)
+        key = (access_key_id, digest, region, endpoint)
         with self._lock:
             found = self._clients.get(key)
             if found is not None:
