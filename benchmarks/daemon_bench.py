@@ -1,48 +1,63 @@
-"""The daemon itself: reply time for a cached session, throughput at 1/10/100 concurrent clients, memory
-idle and with 50 sessions, and client start-up, each beside what a daemon-less peer pays for the same.
+"""The daemon itself, each figure beside what it is fairly compared with:
 
-Peers: without a daemon, "credentials for role X" is an AssumeRole round trip (measured against the same
-local STS, which answers far faster than real STS, so the peer's numbers are flattering); the memory peer
-is one `aws sts assume-role` / awsume process; start-up peers are `aws` and awsume's Python entry point.
+- its floor: a minimal asyncio echo server on a Unix socket, one connection per request, against the
+  hook's request (`env` by directory) with 1 and with 200 sessions held;
+- a peer's own cache: botocore's in-memory credentials inside one process (no socket at all);
+- a tool without a cache: an AssumeRole round trip per request (1/10/100 concurrent clients);
+- the cold round: 200 roles asked for by 1,000 concurrent clients at once, with and without 100 ms of
+  latency injected in front of the local STS (p99, AssumeRole calls on the wire, clients past 1 s);
+- memory idle, with 200 sessions, and per session.
+
+Every timing row is measured in interleaved rounds (stsd, peer, stsd, peer, ...); the local STS runs as
+its own process (benchmarks/run.py), so no peer shares an interpreter with it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import botocore.session
 import psutil
+from faultproxy import FaultProxy
 from measure import (
     VENV_BIN,
     BenchWorld,
     LocalAws,
     Row,
     bench_world,
+    interleaved,
     median,
+    p99,
     peak_rss_of,
-    percentile,
     run_checked,
     running_daemon,
-    time_call,
+    timed_row,
 )
 
 from stsd.demo.local_aws import EXTERNAL_ID, REGION, ROLE_ARN, ROLE_NAME, USER_NAME
 
 SECTION = "Daemon"
 MiB = 1024 * 1024
+FLOOR = "asyncio echo server, Unix socket (floor)"
 CREDENTIALS_REQUEST = {"v": 1, "op": "credentials", "profile": ROLE_NAME}
+HOOK_TIMEOUT_SECONDS = 1.0
+# The helper processes (load, cold-round clients, echo floor): standard library only, quick to start.
+CLIENTS = str(Path(__file__).with_name("load_clients.py"))
 
 
 def one_request(path: str, message: dict) -> dict:
     """What a client does: connect, send one line, read one line."""
     with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(10)
+        sock.settimeout(30)
         sock.connect(path)
         sock.sendall(json.dumps(message).encode() + b"\n")
         data = b""
@@ -54,9 +69,9 @@ def one_request(path: str, message: dict) -> dict:
     return json.loads(data)
 
 
-def _add_profiles(world: BenchWorld, count: int) -> list[str]:
+def add_profiles(world: BenchWorld, count: int) -> list[str]:
     """`count` extra role profiles, each a distinct role request (its own session name)."""
-    names = [f"{ROLE_NAME}-{i:02d}" for i in range(count)]
+    names = [f"{ROLE_NAME}-{i:03d}" for i in range(count)]
     with (world.home / ".aws" / "config").open("a") as config:
         for name in names:
             config.write(
@@ -64,6 +79,43 @@ def _add_profiles(world: BenchWorld, count: int) -> list[str]:
                 f"external_id = {EXTERNAL_ID}\nrole_session_name = {name}\nregion = {REGION}\n"
             )
     return names
+
+
+@contextmanager
+def echo_server(directory: Path) -> Iterator[str]:
+    """The floor: the least a daemon on a Unix socket can do per request, in its own process."""
+    path = str(directory / "echo.sock")
+    process = subprocess.Popen([sys.executable, CLIENTS, "--echo", path])
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(path):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the echo server did not start")
+            time.sleep(0.02)
+        yield path
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
+def _aws_files(world: BenchWorld) -> Iterator[None]:
+    """botocore in this process reads the world's AWS files and talks to the world's STS."""
+    values = {
+        "AWS_CONFIG_FILE": str(world.home / ".aws" / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(world.home / ".aws" / "credentials"),
+        "AWS_ENDPOINT_URL": world.env["AWS_ENDPOINT_URL"],
+    }
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _sts_client(aws: LocalAws):  # type: ignore[no-untyped-def]
@@ -78,7 +130,7 @@ def _assume(client) -> None:  # type: ignore[no-untyped-def]
 def _daemon_throughput(socket_path: Path, clients: int, seconds: float) -> float:
     # A separate process drives the load so the measuring side does not share the daemon's CPU accounting.
     out = run_checked(
-        [sys.executable, __file__, "--throughput", str(socket_path), str(clients), str(seconds)],
+        [sys.executable, CLIENTS, "--throughput", str(socket_path), str(clients), str(seconds)],
         {"PATH": "/usr/bin:/bin"},
     )
     return float(out)
@@ -103,110 +155,175 @@ def _peer_throughput(aws: LocalAws, clients: int, seconds: float) -> float:
     return sum(done) / (time.monotonic() - start)
 
 
-def measure(aws: LocalAws, *, requests: int = 2000, seconds: float = 2.0) -> list[Row]:
+def measure(aws: LocalAws, *, requests: int = 2000, seconds: float = 2.0, rounds: int = 5) -> list[Row]:
     rows: list[Row] = []
-    sts = _sts_client(aws)
-    with bench_world(aws) as world:
-        profiles = _add_profiles(world, 49)  # with alice-sts itself: 50 sessions
-        with running_daemon(world) as process:
-            path = str(world.socket)
-            daemon = psutil.Process(process.pid)
-            one_request(path, {"v": 1, "op": "ping"})
+    per_round = max(1, requests // rounds)
+    with (
+        bench_world(aws) as world,
+        bench_world(aws) as busy_world,
+        echo_server(world.runtime) as echo,
+    ):
+        # Two daemons side by side, one holding 1 session and one holding 200, asked in turn with the
+        # floor (A B C A B C ...): a difference between them is not a change of load between two runs.
+        project = world.project("project", 'profile = "alice-sts"\n')
+        busy_project = busy_world.project("project", 'profile = "alice-sts"\n')
+        env_request = {"v": 1, "op": "env", "dir": str(project)}
+        busy_request = {"v": 1, "op": "env", "dir": str(busy_project)}
+        profiles = add_profiles(busy_world, 199)  # with alice-sts itself: 200 sessions
+        with running_daemon(world), running_daemon(busy_world) as busy_process:
+            path, busy_path = str(world.socket), str(busy_world.socket)
+            daemon = psutil.Process(busy_process.pid)
+            one_request(busy_path, {"v": 1, "op": "ping"})
             idle_rss = daemon.memory_info().rss
-
-            # Memory with sessions is taken before the load below, whose buffers would count too.
-            assert one_request(path, CREDENTIALS_REQUEST)["ok"], "the daemon could not assume the role"
+            assert one_request(path, env_request)["ok"], "the daemon could not assume the role"
+            assert one_request(busy_path, busy_request)["ok"], "the daemon could not assume the role"
+            one_rss = daemon.memory_info().rss  # botocore and its STS model loaded: the cost of the first
             for name in profiles:
-                reply = one_request(path, {"v": 1, "op": "credentials", "profile": name})
+                reply = one_request(busy_path, {"v": 1, "op": "credentials", "profile": name})
                 assert reply["ok"], reply
-            sessions = len(one_request(path, {"v": 1, "op": "status"})["sessions"])
-            busy_rss = daemon.memory_info().rss
+            sessions = len(one_request(busy_path, {"v": 1, "op": "status"})["sessions"])
+            busy_rss = daemon.memory_info().rss  # before the load below, whose buffers would count too
 
-            replies = time_call(lambda: one_request(path, CREDENTIALS_REQUEST), requests)
+            times = interleaved(
+                {
+                    "one": lambda: one_request(path, env_request),
+                    "busy": lambda: one_request(busy_path, busy_request),
+                    "floor": lambda: one_request(echo, env_request),
+                },
+                rounds=rounds,
+                per_round=per_round,
+            )
+            metric = "`env` by directory (the hook's request), {} held, {}"
+            for key, held in (("one", "1 session"), ("busy", f"{sessions} sessions")):
+                for label, stat in (("median", median), ("p99", p99)):
+                    rows.append(
+                        timed_row(SECTION, metric.format(held, label), times[key], FLOOR, times["floor"],
+                                  stat=stat, floor=True)
+                    )  # fmt: skip
+            rows.append(
+                timed_row(
+                    SECTION,
+                    metric.format(f"{sessions} sessions", "median"),
+                    times["busy"],
+                    "the same daemon holding 1 session",
+                    times["one"],
+                    note="> 1x: faster with more sessions held",
+                )
+            )
+
+            # The peer's own cache: botocore keeps resolved role credentials in the process.
+            with _aws_files(world):
+                credentials = botocore.session.Session(profile=ROLE_NAME).get_credentials()
+                credentials.get_frozen_credentials()
+                times = interleaved(
+                    {
+                        "stsd": lambda: one_request(path, CREDENTIALS_REQUEST),
+                        "botocore": credentials.get_frozen_credentials,
+                    },
+                    rounds=rounds,
+                    per_round=per_round,
+                )
+            rows.append(
+                timed_row(
+                    SECTION,
+                    "credentials of a held session, asked from inside one process, median",
+                    times["stsd"],
+                    "botocore's in-memory credentials (same process)",
+                    times["botocore"],
+                    scale=1e6,
+                    unit="us",
+                    note="a peer's own cache wins in-process: no socket to cross",
+                )
+            )
+
+            sts = _sts_client(aws)
             _assume(sts)
-            sts_calls = time_call(lambda: _assume(sts), 200)
-            peer = "AssumeRole round trip (local STS)"
-            rows.append(
-                Row(
-                    SECTION,
-                    "reply, cached session, median",
-                    "ms",
-                    median(replies) * 1e3,
-                    peer,
-                    median(sts_calls) * 1e3,
-                )
-            )
-            rows.append(
-                Row(
-                    SECTION,
-                    "reply, cached session, p99",
-                    "ms",
-                    percentile(replies, 0.99) * 1e3,
-                    peer,
-                    percentile(sts_calls, 0.99) * 1e3,
-                )
-            )
-
             for clients in (1, 10, 100):
+                ours: list[float] = []
+                theirs: list[float] = []
+                for _ in range(3):  # rounds: stsd, peer, stsd, peer, ...
+                    ours.append(_daemon_throughput(world.socket, clients, seconds))
+                    theirs.append(_peer_throughput(aws, clients, seconds))
                 rows.append(
                     Row(
                         SECTION,
-                        f"throughput, {clients} concurrent client{'s' if clients > 1 else ''}",
+                        f"throughput, {clients} concurrent client{'s' if clients > 1 else ''}, median of 3",
                         "req/s",
-                        _daemon_throughput(world.socket, clients, seconds),
-                        "AssumeRole, same concurrency",
-                        _peer_throughput(aws, clients, seconds),
+                        sorted(ours)[1],
+                        "AssumeRole per request (a tool without a cache)",
+                        sorted(theirs)[1],
                         higher_is_better=True,
+                        rounds=tuple(o / t for o, t in zip(ours, theirs)),
                     )
                 )
 
-        aws_rss = peak_rss_of(
-            [str(VENV_BIN / "aws"), "sts", "assume-role", "--profile", USER_NAME, "--role-arn", ROLE_ARN,
-             "--role-session-name", "bench", "--external-id", EXTERNAL_ID],
-            world.env,
-        )  # fmt: skip
-        awsume_rss = peak_rss_of([str(VENV_BIN / "awsumepy"), ROLE_NAME], world.env)
+        aws_argv = [str(VENV_BIN / "aws"), "sts", "assume-role", "--profile", USER_NAME, "--role-arn",
+                    ROLE_ARN, "--role-session-name", "bench", "--external-id", EXTERNAL_ID]  # fmt: skip
+        # Three runs of each peer: their spread is the noise that decides "even".
+        aws_rss = [peak_rss_of(aws_argv, world.env) for _ in range(3)]
+        awsume_rss = [peak_rss_of([str(VENV_BIN / "awsumepy"), ROLE_NAME], world.env) for _ in range(3)]
         for label, rss in (("idle", idle_rss), (f"{sessions} sessions", busy_rss)):
             for peer_name, peer_rss in (
-                ("one `aws sts assume-role` process", aws_rss),
-                ("one awsume process", awsume_rss),
+                ("peak of one `aws sts assume-role` process", aws_rss),
+                ("peak of one awsume process", awsume_rss),
             ):
                 rows.append(
-                    Row(SECTION, f"daemon memory (RSS), {label}", "MiB", rss / MiB, peer_name, peer_rss / MiB)
-                )
-
+                    Row(SECTION, f"daemon memory (RSS), {label}", "MiB", rss / MiB, peer_name,
+                        median(peer_rss) / MiB, rounds=tuple(peak / rss for peak in peer_rss))
+                )  # fmt: skip
+        rows.append(
+            Row(
+                SECTION,
+                "daemon memory per session held",
+                "KiB",
+                (busy_rss - one_rss) / (sessions - 1) / 1024,
+                "-",
+                None,
+                note=f"(RSS with {sessions} sessions - RSS with 1) / {sessions - 1}; "
+                f"the first session costs {(one_rss - idle_rss) / MiB:.1f} MiB (botocore, the STS model)",
+            )
+        )
+    rows.extend(cold_round(aws, roles=200, clients=1000))
     return rows
 
 
-# -- the load driver, run as its own process -------------------------------------------------------------
-async def _drive(path: str, clients: int, seconds: float) -> int:
-    line = json.dumps(CREDENTIALS_REQUEST).encode() + b"\n"
-    deadline = time.monotonic() + seconds
-    done = 0
+# -- the cold round ----------------------------------------------------------------------------------------
+def cold_round(aws: LocalAws, *, roles: int, clients: int) -> list[Row]:
+    """A fresh daemon; `clients` connections at once asking for `roles` roles it does not hold yet."""
+    rows: list[Row] = []
+    for latency in (0.0, 0.1):
+        with FaultProxy(aws.endpoint) as proxy, bench_world(aws, endpoint=proxy.endpoint) as world:
+            profiles = add_profiles(world, roles)
+            if latency:
+                proxy.set_mode("slow", slow_seconds=latency)
+            with running_daemon(world):
+                proxy.reset_counts()
+                out = run_checked(
+                    [sys.executable, CLIENTS, "--cold", str(world.socket), str(clients), *profiles],
+                    {"PATH": "/usr/bin:/bin"},
+                )
+            result = json.loads(out)
+            latencies, failed = result["latencies"], result["failed"]
+            label = f"cold round: {roles} roles, {clients:,} clients at once, " + (
+                f"STS + {latency * 1e3:.0f} ms injected" if latency else "local STS as it is"
+            )
+            note = f"{failed} failed; GetCallerIdentity calls: {proxy.count('GetCallerIdentity')}"
+            rows.append(Row(SECTION, f"{label}: p99", "ms", p99(latencies) * 1e3, "-", None, note=note))
+            rows.append(
+                Row(SECTION, f"{label}: AssumeRole calls", "calls", proxy.count("AssumeRole"), "-", None)
+            )
+            rows.append(
+                Row(
+                    SECTION,
+                    f"{label}: clients that waited past the hook's {HOOK_TIMEOUT_SECONDS:.0f} s timeout",
+                    "clients",
+                    sum(1 for t in latencies if t > HOOK_TIMEOUT_SECONDS),
+                    "-",
+                    None,
+                )
+            )
+    return rows
 
-    async def client() -> None:
-        nonlocal done
-        while time.monotonic() < deadline:
-            reader, writer = await asyncio.open_unix_connection(path)
-            writer.write(line)
-            await writer.drain()
-            reply = await reader.readline()
-            writer.close()
-            if not json.loads(reply).get("ok"):
-                raise RuntimeError(f"daemon refused: {reply[:200]!r}")
-            done += 1
 
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return done
-
-
-def _throughput_main(path: str, clients: str, seconds: str) -> None:
-    start = time.monotonic()
-    done = asyncio.run(_drive(path, int(clients), float(seconds)))
-    print(done / (time.monotonic() - start))
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--throughput"]:
-    _throughput_main(*sys.argv[2:5])
-elif __name__ == "__main__":
+if __name__ == "__main__":
     subprocess.run([sys.executable, str(Path(__file__).with_name("run.py")), "--only", "daemon"], check=False)

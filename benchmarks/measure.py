@@ -36,6 +36,23 @@ class Row:
     peer: float | None
     higher_is_better: bool = False
     note: str = ""
+    # stsd's advantage in each interleaved round: the run-to-run noise that decides "even".
+    rounds: tuple[float, ...] = ()
+    # The peer is a floor (the least the job can cost), not a competitor: the row says how far above it.
+    floor: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """ "even" when the rounds disagree on who is ahead (1x lies within their spread) or the
+        values are equal; otherwise ahead/BEHIND. A single figure (a count, a one-off) has no spread."""
+        ratio = self.advantage
+        if ratio is None:
+            return "n/a"
+        if self.floor:
+            return "floor"
+        if ratio == 1 or (len(self.rounds) >= 2 and min(self.rounds) <= 1 <= max(self.rounds)):
+            return "even"
+        return "ahead" if ratio > 1 else "BEHIND"
 
     @property
     def advantage(self) -> float | None:
@@ -65,6 +82,59 @@ def time_call(action: Callable[[], object], repeat: int) -> list[float]:
         action()
         times.append(time.perf_counter() - start)
     return times
+
+
+def interleaved(
+    actions: dict[str, Callable[[], object]], *, rounds: int, per_round: int
+) -> dict[str, list[list[float]]]:
+    """Wall seconds of each run, by name then by round; within a round the actions alternate run by
+    run (A B A B), so load on the machine falls on all of them alike."""
+    times: dict[str, list[list[float]]] = {name: [] for name in actions}
+    for _ in range(rounds):
+        for name in actions:
+            times[name].append([])
+        for _ in range(per_round):
+            for name, action in actions.items():
+                start = time.perf_counter()
+                action()
+                times[name][-1].append(time.perf_counter() - start)
+    return times
+
+
+def timed_row(
+    section: str,
+    metric: str,
+    stsd: list[list[float]],
+    peer_name: str,
+    peer: list[list[float]] | None,
+    *,
+    scale: float = 1e3,
+    unit: str = "ms",
+    stat: Callable[[Sequence[float]], float] = statistics.median,
+    note: str = "",
+    floor: bool = False,
+) -> Row:
+    """A row from interleaved rounds: the statistic over all runs, and per round the peer/stsd ratio."""
+
+    def flat(rounds: list[list[float]]) -> list[float]:
+        return [value for one in rounds for value in one]
+
+    ratios = tuple(stat(p) / stat(s) for s, p in zip(stsd, peer or []) if stat(s))
+    return Row(
+        section,
+        metric,
+        unit,
+        stat(flat(stsd)) * scale,
+        peer_name,
+        stat(flat(peer)) * scale if peer else None,
+        note=note,
+        rounds=ratios,
+        floor=floor,
+    )
+
+
+def p99(values: Sequence[float]) -> float:
+    return percentile(values, 0.99)
 
 
 def run_checked(argv: Sequence[str], env: dict[str, str], cwd: Path | None = None) -> str:

@@ -45,7 +45,9 @@ def _section(name: str) -> Callable[[LocalAws, bool], list[Row]]:
     if name == "economy":
         import sts_economy
 
-        return lambda aws, quick: sts_economy.measure(aws, shells=(1, 10) if quick else (1, 10, 100))
+        return lambda aws, quick: sts_economy.measure(
+            aws, shells=(1, 10) if quick else (1, 10, 100), window=90 if quick else 660
+        )
     if name == "switching":
         import switching
 
@@ -126,7 +128,7 @@ def machine_lines() -> list[str]:
 def _value(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
-    if unit in ("req/s", "calls"):
+    if unit in ("req/s", "calls", "clients"):
         return f"{value:,.0f} {unit}"
     return f"{value:,.2f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
 
@@ -135,10 +137,16 @@ def _advantage(row: Row) -> str:
     ratio = row.advantage
     if ratio is None:
         return "n/a"
+    if row.floor and row.stsd is not None and row.peer:
+        spread = (
+            f", rounds {1 / max(row.rounds):,.2f}-{1 / min(row.rounds):,.2f}" if len(row.rounds) >= 2 else ""
+        )
+        return f"{row.stsd / row.peer:,.2f}x the floor{spread}"
     if ratio == float("inf"):
         return "∞ (ahead)"
     shown = f"{ratio:,.2f}" if ratio < 2 else f"{ratio:,.1f}"  # near parity, the second decimal matters
-    return f"{shown}x {'(ahead)' if ratio > 1 else '(BEHIND)' if ratio < 1 else '(tie)'}"
+    spread = f", rounds {min(row.rounds):,.2f}-{max(row.rounds):,.2f}" if len(row.rounds) >= 2 else ""
+    return f"{shown}x ({row.verdict}{spread})"
 
 
 def table(rows: list[Row]) -> str:
@@ -175,14 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- command: `{command}` (started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())})")
     print("\n".join(machine_lines()))
     print(
-        "- stsd advantage = how many times better stsd is than the peer on that row (> 1x: stsd ahead)\n",
+        "- stsd advantage = how many times better stsd is than the peer on that row (> 1x: stsd ahead); "
+        "the local STS runs as its own process; rows are measured in interleaved rounds (stsd, peer, "
+        'stsd, peer, ...) and a ratio is "even" when the rounds\' own ratios fall on both sides of 1x\n',
         flush=True,
     )
 
     rows: list[Row] = []
     failures: list[str] = []
     started = time.monotonic()
-    with LocalAws() as aws:
+    with LocalAws(own_process=True) as aws:  # its own interpreter: not a GIL shared with the peers
         for name in args.only or SECTIONS:
             section_start = time.monotonic()
             try:
@@ -192,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc(file=sys.stderr)
             print(f"<!-- {name}: {time.monotonic() - section_start:.0f} s -->", file=sys.stderr, flush=True)
     print(table(rows))
-    behind = [r for r in rows if r.advantage is not None and r.advantage < 1]
-    print(f"\n{len(rows)} rows; stsd ahead on {sum(1 for r in rows if (r.advantage or 0) > 1)}, behind on {len(behind)}; "
-          f"total {time.monotonic() - started:.0f} s")  # fmt: skip
+    verdicts = [r.verdict for r in rows]
+    print(f"\n{len(rows)} rows; stsd ahead on {verdicts.count('ahead')}, even on {verdicts.count('even')}, "
+          f"behind on {verdicts.count('BEHIND')}, against a floor {verdicts.count('floor')}, no peer on {verdicts.count('n/a')}; "
+          f"total {time.monotonic() - started:.0f} s; load average at the end "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")  # fmt: skip
     if failures:
         print("\n" + "\n".join(failures))
     return 1 if failures else 0

@@ -1,8 +1,10 @@
 """Shell hook cost, stsd side by side with direnv on the same machine in the same run, as ratios.
 
-Per prompt: the hook with nothing changed (inside a loaded project, same directory). Per transition:
-`cd` into the project and back out, hook run after each, averaged per transition. Each figure is the
-wall time of a shell running the hook N times minus the same shell running it 0 times, divided by N.
+Per prompt: the hook with nothing changed (inside a loaded project, same directory): the wall time of a
+shell running the hook N times minus the same shell running it 0 times, divided by N (three rounds,
+stsd and direnv alternating). Per transition, enter and leave apart: each shell interactive under a
+pty, as a user has it, from `cd DIR` + Enter to the next prompt; stsd's and direnv's shells alternate
+command by command (A B A B).
 Run: .venv/bin/python benchmarks/shell_bench.py [--prompts 2000] [--transitions 40]
 (also a section of `make bench`, through rows()).
 Needs bash, zsh, fish and direnv (Debian packages); a missing one is skipped with a note.
@@ -14,6 +16,7 @@ import argparse
 import logging
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,12 +24,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stsd.demo.local_aws import LocalAws  # noqa: E402
-from stsd.shells import hook_text  # noqa: E402
-from tests.conftest import Daemon, make_world  # noqa: E402  (the test suite's real world and daemon)
+from measure import bench_world, running_daemon
+
+from stsd.demo.local_aws import LocalAws
+from stsd.shells import hook_text
 
 
 @dataclass(frozen=True)
@@ -81,33 +84,84 @@ def run_shell(shell: ShellSyntax, script: str, env: dict[str, str], cwd: Path) -
 def per_iteration(
     shell: ShellSyntax, tool: Tool, body: str, n: int, env: dict[str, str], cwd: Path, prelude: str
 ) -> float:
-    """Seconds per loop iteration: (time with n iterations - time with 0) / n, best of 3 each."""
+    """Seconds per loop iteration: (time with n iterations - time with 0) / n, best of 2 each."""
 
     def script(count: int) -> str:
         return "; ".join(
             [shell.source.format(path=tool.install_file), prelude, shell.loop.format(n=count, body=body)]
         )
 
-    full = min(run_shell(shell, script(n), env, cwd) for _ in range(3))
-    empty = min(run_shell(shell, script(0), env, cwd) for _ in range(3))
+    full = min(run_shell(shell, script(n), env, cwd) for _ in range(2))
+    empty = min(run_shell(shell, script(0), env, cwd) for _ in range(2))
     return max(0.0, full - empty) / n
 
 
-def measure(
-    shell: ShellSyntax,
-    tool: Tool,
-    project: Path,
-    outside: Path,
-    env: dict[str, str],
-    prompts: int,
-    transitions: int,
-) -> tuple[float, float]:
-    hook = tool.hook_call
-    # Load the project once first, so the prompt loop measures "nothing changed".
-    prompt = per_iteration(shell, tool, hook, prompts, env, project, prelude=hook)
-    pair = "; ".join([shell.cd.format(path=project), hook, shell.cd.format(path=outside), hook])
-    transition = per_iteration(shell, tool, pair, transitions, env, outside, prelude=hook) / 2
-    return prompt, transition
+# The prompt each interactive shell prints; written split in the setup line so its echo never matches.
+MARKER = "__stsd" + "bench__> "
+PROMPT_SETUP = {
+    "bash": "PS1='__stsd''bench__> '",
+    "zsh": "PROMPT='__stsd''bench__> '",
+    "fish": "function fish_prompt; printf '%s' '__stsd' 'bench__> '; end",
+}
+INTERACTIVE = {
+    "bash": ["bash", "--norc", "--noprofile", "-i"],
+    "zsh": ["zsh", "-f", "-i"],
+    "fish": ["fish", "--no-config", "-i"],
+}
+
+
+class InteractiveShell:
+    """A shell under a pty, as a user has it: a line typed, Enter, until the next prompt is printed."""
+
+    def __init__(self, shell: ShellSyntax, tool: Tool, env: dict[str, str], cwd: Path) -> None:
+        import pexpect
+
+        argv = INTERACTIVE[shell.name]
+        self.lines = 0
+        self.child = pexpect.spawn(
+            argv[0], argv[1:], env={**env, "TERM": "dumb"}, cwd=str(cwd), encoding="utf-8", timeout=60
+        )
+        self.child.delaybeforesend = None  # pexpect waits 50 ms before each send by default
+        setup = shell.source.format(path=tool.install_file) + "; " + PROMPT_SETUP[shell.name]
+        self.child.sendline(setup)
+        self.child.expect_exact(MARKER)
+        self.type("true")  # settle: the first prompt after setup has run every hook once
+
+    def type(self, line: str) -> float:
+        """Seconds from Enter to the next prompt. The line prints a numbered token first: fish redraws
+        its prompt as a line is typed, so the marker alone could match before the line has even run."""
+        self.lines += 1
+        started = time.perf_counter()
+        self.child.sendline(f"{line}; printf '%s%s\\n' __stsdline {self.lines}")
+        self.child.expect_exact(f"__stsdline{self.lines}")
+        self.child.expect_exact(MARKER)
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.child.close(force=True)
+
+
+def transitions_interleaved(
+    shell: ShellSyntax, tools: tuple[Tool, Tool], project: Path, outside: Path, env: dict[str, str],
+    count: int, rounds: int = 5,
+) -> dict[str, dict[str, list[list[float]]]]:  # fmt: skip
+    """Enter and leave times under a pty, by tool then by direction then by round, tools alternating."""
+    shells = {tool.name: InteractiveShell(shell, tool, env, outside) for tool in tools}
+    times = {tool.name: {"enter": [], "leave": []} for tool in tools}  # type: dict[str, dict[str, list[list[float]]]]
+    try:
+        for _ in range(rounds):
+            for per_tool in times.values():
+                per_tool["enter"].append([])
+                per_tool["leave"].append([])
+            for _ in range(max(1, count // rounds)):
+                for name, interactive in shells.items():
+                    times[name]["enter"][-1].append(interactive.type(f"cd {project}"))
+                for name, interactive in shells.items():
+                    times[name]["leave"][-1].append(interactive.type(f"cd {outside}"))
+    finally:
+        for interactive in shells.values():
+            interactive.close()
+    return times
 
 
 @dataclass(frozen=True)
@@ -121,6 +175,7 @@ class Figure:
     peer: float
     higher_is_better: bool = False
     note: str = ""
+    rounds: tuple[float, ...] = ()  # direnv/stsd per interleaved round: the noise
 
 
 def rows(quick: bool = False, prompts: int | None = None, transitions: int | None = None) -> list[Figure]:
@@ -130,61 +185,76 @@ def rows(quick: bool = False, prompts: int | None = None, transitions: int | Non
     figures: list[Figure] = []
     if shutil.which("direnv") is None:
         raise SystemExit("direnv is not installed (apt-get install direnv): no comparison possible")
-    with LocalAws() as aws, tempfile.TemporaryDirectory(prefix="stsd-bench-") as base:
-        world = make_world(aws, Path(base))
+    with (
+        LocalAws(own_process=True) as aws,
+        bench_world(aws) as world,
+        running_daemon(world),
+        tempfile.TemporaryDirectory(prefix="stsd-bench-") as base,
+    ):
         env = {**world.env, "STSD_QUIET": "1", "DIRENV_LOG_FORMAT": ""}
         env.pop("PYTHONPATH", None)  # the hook pins its own root; do not help it
-        project = world.project("project", 'profile = "alice-sts"\n')
+        project = world.project("project", 'profile = "alice-sts"\n', allow=False)
         (project / ".envrc").write_text("export AWS_REGION=us-east-1\nexport DIRENV_PROBE=1\n")
         outside = world.home / "outside"
         outside.mkdir()
-        world.stsd("allow", str(project), check=True)
+        world.stsd("allow", str(project))
         subprocess.run(["direnv", "allow", str(project)], env=env, check=True, capture_output=True)
-        daemon = Daemon(world)
         hooks = Path(base) / "hooks"
         hooks.mkdir()
-        try:
-            for shell in SHELLS:
-                if shutil.which(shell.name) is None:
-                    print(f"{shell.name} is not installed: skipped", file=sys.stderr)
-                    continue
-                stsd_file = hooks / f"stsd.{shell.name}"
-                stsd_file.write_text(hook_text(shell.name))
-                direnv_file = hooks / f"direnv.{shell.name}"
-                direnv_hook = subprocess.run(
-                    ["direnv", "hook", shell.name], capture_output=True, text=True, check=True
+        for shell in SHELLS:
+            if shutil.which(shell.name) is None:
+                print(f"{shell.name} is not installed: skipped", file=sys.stderr)
+                continue
+            stsd_file = hooks / f"stsd.{shell.name}"
+            stsd_file.write_text(hook_text(shell.name))
+            direnv_file = hooks / f"direnv.{shell.name}"
+            direnv_hook = subprocess.run(
+                ["direnv", "hook", shell.name], capture_output=True, text=True, check=True
+            )
+            direnv_file.write_text(direnv_hook.stdout)
+            stsd = Tool("stsd", stsd_file, "_stsd_hook")
+            direnv = Tool("direnv", direnv_file, DIRENV_HOOK_FUNCTION[shell.name])
+            # Prompt with nothing changed: a loop in one `-c` shell (precise to microseconds),
+            # stsd and direnv alternating round by round; direnv runs a process per prompt, so
+            # fewer iterations give it the same precision.
+            stsd_rounds, direnv_rounds = [], []
+            for _ in range(3):
+                stsd_rounds.append(
+                    per_iteration(shell, stsd, stsd.hook_call, prompts, env, project, stsd.hook_call)
                 )
-                direnv_file.write_text(direnv_hook.stdout)
-                stsd = Tool("stsd", stsd_file, "_stsd_hook")
-                direnv = Tool("direnv", direnv_file, DIRENV_HOOK_FUNCTION[shell.name])
-                stsd_prompt, stsd_transition = measure(
-                    shell, stsd, project, outside, env, prompts, transitions
+                direnv_rounds.append(
+                    per_iteration(shell, direnv, direnv.hook_call, max(50, prompts // 40), env, project, direnv.hook_call)
+                )  # fmt: skip
+            figures.append(
+                Figure(
+                    f"{shell.name}: prompt, nothing changed, median of 3",
+                    "us",
+                    statistics.median(stsd_rounds) * 1e6,
+                    "direnv",
+                    statistics.median(direnv_rounds) * 1e6,
+                    rounds=tuple(d / s for s, d in zip(stsd_rounds, direnv_rounds) if s),
                 )
-                # direnv runs a process per prompt: fewer iterations give the same precision.
-                direnv_prompt, direnv_transition = measure(
-                    shell, direnv, project, outside, env, max(50, prompts // 40), transitions
-                )
+            )
+            times = transitions_interleaved(shell, (stsd, direnv), project, outside, env, transitions)
+            notes = {
+                "enter": "stsd: one client process + a daemon request",
+                "leave": "stsd: no process, the restore code left at entry",
+            }
+            for direction in ("enter", "leave"):
+                ours, theirs = times["stsd"][direction], times["direnv"][direction]
                 figures.append(
                     Figure(
-                        f"{shell.name}: prompt, nothing changed",
-                        "us",
-                        stsd_prompt * 1e6,
-                        "direnv",
-                        direnv_prompt * 1e6,
-                    )
-                )
-                figures.append(
-                    Figure(
-                        f"{shell.name}: transition (enter/leave average)",
+                        f"{shell.name}: {direction} a project (cd, Enter to next prompt, under a pty), median",
                         "ms",
-                        stsd_transition * 1e3,
+                        statistics.median([t for one in ours for t in one]) * 1e3,
                         "direnv",
-                        direnv_transition * 1e3,
-                        note="stsd enter = one client process + daemon request; leave = no process",
+                        statistics.median([t for one in theirs for t in one]) * 1e3,
+                        note=notes[direction],
+                        rounds=tuple(
+                            statistics.median(d) / statistics.median(o) for o, d in zip(ours, theirs)
+                        ),
                     )
                 )
-        finally:
-            daemon.stop()
     return figures
 
 

@@ -9,10 +9,10 @@ from measure import (
     LocalAws,
     Row,
     bench_world,
-    median,
+    interleaved,
     run_checked,
     running_daemon,
-    time_call,
+    timed_row,
 )
 
 from stsd.demo.local_aws import EXTERNAL_ID, ROLE_ARN, ROLE_NAME, USER_NAME
@@ -38,33 +38,39 @@ def _stsd_switch(directory: str) -> str:
     return f'cd {directory} && eval "$(stsd export bash)" && {CHECK}'
 
 
-def measure(aws: LocalAws, *, repeat: int = 10) -> list[Row]:
-    with bench_world(aws) as world:
-        aws_cli = time_call(lambda: _bash(world, AWS_CLI_SWITCH), repeat)
-        awsume = time_call(lambda: _bash(world, AWSUME_SWITCH), repeat)
-        with running_daemon(world):
-            # Cold: a role session the daemon does not hold yet (one AssumeRole inside the timing).
-            cold_dirs = [
+def measure(aws: LocalAws, *, repeat: int = 10, rounds: int = 5) -> list[Row]:
+    per_round = max(1, repeat // rounds)
+    with bench_world(aws) as world, running_daemon(world):
+        # Cold: a role session the daemon does not hold yet (one AssumeRole inside the timing).
+        cold_dirs = iter(
+            [
                 world.project(f"cold-{i}", f'{ROLE_SETUP}role_session_name = "bench-{i}"\n')
-                for i in range(repeat)
+                for i in range(rounds * per_round)
             ]
-            cold_iter = iter(cold_dirs)
-            cold = time_call(lambda: _bash(world, _stsd_switch(str(next(cold_iter)))), repeat)
-            # Warm: another shell entering a project whose session the daemon already holds.
-            warm_dir = world.project("warm", ROLE_SETUP)
-            _bash(world, _stsd_switch(str(warm_dir)))
-            warm = time_call(lambda: _bash(world, _stsd_switch(str(warm_dir))), repeat * 2)
+        )
+        # Warm: another shell entering a project whose session the daemon already holds.
+        warm_dir = world.project("warm", ROLE_SETUP)
+        _bash(world, _stsd_switch(str(warm_dir)))
+        times = interleaved(
+            {
+                "aws-cli": lambda: _bash(world, AWS_CLI_SWITCH),
+                "awsume": lambda: _bash(world, AWSUME_SWITCH),
+                "cold": lambda: _bash(world, _stsd_switch(str(next(cold_dirs)))),
+                "warm": lambda: _bash(world, _stsd_switch(str(warm_dir))),
+            },
+            rounds=rounds,
+            per_round=per_round,
+        )
     rows = []
-    for label, stsd_times in (("new role session (cold)", cold), ("session already held (warm)", warm)):
-        for peer, peer_times in (("aws sts assume-role + export", aws_cli), ("awsume", awsume)):
+    for label, ours in (("new role session (cold)", "cold"), ("session already held (warm)", "warm")):
+        for peer, theirs in (("aws sts assume-role + export", "aws-cli"), ("awsume", "awsume")):
             rows.append(
-                Row(
+                timed_row(
                     SECTION,
                     f"cd into project -> credentials, {label}, median",
-                    "ms",
-                    median(stsd_times) * 1000,
+                    times[ours],
                     peer,
-                    median(peer_times) * 1000,
+                    times[theirs],
                 )
             )
     return rows

@@ -120,7 +120,7 @@ class FaultProxy:
         deadline = time.monotonic() + 5
         while True:
             try:
-                server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+                server = _Server(("127.0.0.1", port), Handler)
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -147,6 +147,12 @@ class FaultProxy:
             mode = self.mode if applies else "pass"
             self._calls.append(Call(action, time.monotonic(), mode))
             return mode
+
+
+class _Server(ThreadingHTTPServer):
+    # The default backlog (5) drops connections in a burst of concurrent STS calls (a cold start of
+    # many roles): the client then waits out its connect timeout, a failure of the proxy, not of STS.
+    request_queue_size = 128
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):

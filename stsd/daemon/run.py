@@ -237,7 +237,7 @@ class SessionCountNotifier:
         self._last: int | None = None
 
     def update(self, *, force: bool = False) -> None:
-        count = len(self._sessions.sessions())
+        count = self._sessions.session_count()
         if force or count != self._last:
             self._last = count
             systemd.notify(f"STATUS={count} session{'' if count == 1 else 's'}")

@@ -21,6 +21,7 @@ from stsd.daemon.clock import Clock, utc_text
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.endpoint import CredentialsEndpoint, EndpointRefusal, Grant, Grants, content_digest
 from stsd.daemon.environment import effective_environment
+from stsd.daemon.project_cache import ProjectCache
 from stsd.daemon.requests import RequestError, RoleRequest, resolve_profile, resolve_request
 from stsd.daemon.session_token import ENDING_SOON
 from stsd.daemon.sessions import (
@@ -123,6 +124,7 @@ class Service:
         self._sessions = sessions
         self._sources = sources
         self._trust = trust_store
+        self._targets: ProjectCache[ProjectTarget] = ProjectCache(trust_store.record_directories)
         self._config = config
         self._clock = clock
         self._started_at = started_at
@@ -338,12 +340,12 @@ class Service:
             raise RequestRefused(error.code, error.message) from None
 
     def _project_target(self, directory: Path) -> ProjectTarget | None:
-        """The project governing `directory`, checked for validity and trust on every request: files are
-        tiny, and caching trust would let an edit slip past `stsd allow`."""
+        """The project governing `directory`, checked for validity and trust; reused while the file's
+        stat, the trust records and the AWS files are unchanged (an edit is checked again at once)."""
         path = find_project_file(directory)
         if path is None:
             return None
-        return self._file_target(path)
+        return self._targets.get(path, lambda: self._file_target(path))
 
     def _file_target(self, path: Path) -> ProjectTarget:
         where = {"project": str(path)}

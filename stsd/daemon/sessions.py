@@ -18,7 +18,8 @@ from stsd.daemon.clock import Clock
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.requests import RoleRequest
 from stsd.daemon.secret import Secret
-from stsd.daemon.sources import FileStamp, SourceCredentials, SourceError, SourceRegistry
+from stsd.daemon.sources import FileStamp, SourceCredentials, SourceError, SourceRegistry, SourceSpec
+from stsd.daemon.sts_calls import in_sts_pool
 from stsd.daemon.sts_errors import (
     STS_DENIED,
     TIMEOUT,
@@ -236,6 +237,7 @@ class SessionManager:
         self._wake: asyncio.Event | None = None  # created inside the loop (Python 3.9 binds it at creation)
         self._closing = False
         self._background: set[asyncio.Future[Any]] = set()
+        self._identifying: set[SourceSpec] = set()  # identity lookups in flight: one per source
         self._count_lock = threading.Lock()
         self.assume_role_calls = 0  # AssumeRole calls sent, for tests and benchmarks
         self.loop_checked_at: datetime | None = None  # wall time the renewal loop last looked at
@@ -301,6 +303,10 @@ class SessionManager:
     def fetches_in_flight(self) -> int:
         """STS fetches running now (a test waits for zero before looking at the outcome)."""
         return sum(1 for slot in self._slots.values() if slot.inflight is not None)
+
+    def session_count(self) -> int:
+        """How many sessions are held, without a snapshot of each (asked after every request)."""
+        return len(self._slots)
 
     def sessions(self) -> list[RoleSession]:
         wall, monotonic = self._clock.wall(), self._clock.monotonic()
@@ -461,15 +467,21 @@ class SessionManager:
         started_monotonic = self._clock.monotonic()
         files = self._sources.generation(request.source)
         try:
-            assumed = await asyncio.to_thread(self._fetch_credentials, request)
+            assumed = await in_sts_pool(self._fetch_credentials, request)
         except _Failure as failure:
             self._record_failure(slot, failure, files)
             raise SessionError(failure.code, failure.message) from None
         self._record_success(slot, assumed, started, started_monotonic)
-        # The source's identity is for status only: look it up without holding anyone up.
-        task = asyncio.ensure_future(asyncio.to_thread(self._sources.identify, request.source))
+        # The source's identity is for status only: look it up without holding anyone up, and once
+        # for all the fetches that end while it is asked (afterwards the registry's cache answers).
+        source = request.source
+        if source in self._identifying:
+            return
+        self._identifying.add(source)
+        task = asyncio.ensure_future(in_sts_pool(self._sources.identify, source))
         self._background.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda _: self._identifying.discard(source))
 
     def _record_success(
         self, slot: _Slot, assumed: _Assumed, started: datetime, started_monotonic: float

@@ -26,6 +26,7 @@ from stsd import protocol
 from stsd.daemon.clock import Clock, SystemClock
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.secret import Secret
+from stsd.daemon.sts_calls import StsClients
 from stsd.daemon.sts_errors import FailureKind, classify, one_line
 
 log = logging.getLogger(__name__)
@@ -432,6 +433,7 @@ class SourceRegistry:
         self._entries: dict[SourceSpec, _Entry] = {}
         self._client_lock = threading.Lock()  # botocore sessions are not thread-safe; clients are
         self._client_session: botocore.session.Session | None = None
+        self._clients = StsClients(self._new_sts_client)
 
     def fingerprint(self) -> tuple[FileStamp, ...]:
         return aws_files_fingerprint()
@@ -465,8 +467,13 @@ class SourceRegistry:
         return entry.provider.unlock(code)
 
     def sts_client(self, source: SourceCredentials, region: str) -> Any:
-        """An STS client signing with `source`, with short timeouts and no botocore retries: the session
-        manager retries with its own backoff, and a caller waiting on a prompt must not wait for both."""
+        """An STS client signing with `source`, built once per source credentials and region."""
+        token = source.session_token.reveal() if source.session_token else None
+        return self._clients.client(source.access_key_id, source.secret_access_key.reveal(), token, region)
+
+    def _new_sts_client(self, access_key_id: str, secret: str, token: str | None, region: str) -> Any:
+        """Short timeouts and no botocore retries: the session manager retries with its own backoff,
+        and a caller waiting on a prompt must not wait for both."""
         client_config = botocore.config.Config(
             connect_timeout=self._config.sts_connect_timeout,
             read_timeout=self._config.sts_read_timeout,
@@ -478,9 +485,9 @@ class SourceRegistry:
             return self._client_session.create_client(
                 "sts",
                 region_name=region,  # without one botocore would use the global endpoint
-                aws_access_key_id=source.access_key_id,
-                aws_secret_access_key=source.secret_access_key.reveal(),
-                aws_session_token=source.session_token.reveal() if source.session_token else None,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret,
+                aws_session_token=token,
                 config=client_config,
             )
 

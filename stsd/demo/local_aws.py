@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,28 +63,63 @@ def free_port() -> int:
 
 
 class LocalAws:
-    """A moto server on 127.0.0.1 holding the scenario; IAM enforcement is on once `start` returns."""
+    """A moto server on 127.0.0.1 holding the scenario; IAM enforcement is on once `start` returns.
 
-    def __init__(self, port: int | None = None) -> None:
+    In this process by default (the tests); `own_process=True` runs it as a child process, so that a
+    benchmark's STS does not share the measuring interpreter's GIL."""
+
+    def __init__(self, port: int | None = None, *, own_process: bool = False) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.own_process = own_process
         self._server: object | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self.alice: AliceKeys | None = None
 
     def start(self) -> LocalAws:
-        from moto.server import ThreadedMotoServer
+        if self.own_process:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            self._wait_listening()
+        else:
+            from moto.server import ThreadedMotoServer
 
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        server.start()
-        self._server = server
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+            server.start()
+            self._server = server
         self.alice = self._set_up_scenario()
         self.set_enforcement(True)
         return self
+
+    def _wait_listening(self, timeout: float = 30) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"moto server exited {self._process.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("moto server did not listen in time")
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()  # type: ignore[attr-defined]
             self._server = None
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
 
     def __enter__(self) -> LocalAws:
         return self.start()

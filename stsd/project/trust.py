@@ -34,6 +34,11 @@ class TrustStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    @property
+    def record_directories(self) -> tuple[Path, Path]:
+        """Where records are added and removed: their stat changes with every allow and deny."""
+        return (self.root / _ALLOWED, self.root / _DENIED)
+
     def state(self, path: Path, content: bytes) -> TrustState:
         # A denial wins over an allow record of an older content: the user's latest word was "no".
         if (self.root / _DENIED / _path_digest(path)).exists():
