@@ -11,13 +11,13 @@ from typing import Any
 import botocore.credentials
 import botocore.session
 
-from stsd.daemon.secret import Secret
 from stsd.daemon.sources import (
     PROCESS,
     SourceCredentials,
     SourceError,
     SourceSpec,
     SourceStatus,
+    credentials_of,
     expiry_of,
     source_failure,
 )
@@ -90,14 +90,7 @@ class ProcessSource:
             raise failure from None
         expiration = expiry_of(loaded)
         self._record(None)
-        return SourceCredentials(
-            access_key_id=frozen.access_key,
-            secret_access_key=Secret(frozen.secret_key),
-            session_token=Secret(frozen.token) if frozen.token else None,
-            kind=PROCESS,
-            expiration=expiration,
-            deadline=expiration,
-        )
+        return credentials_of(frozen, PROCESS, expiration)
 
     def status(self) -> SourceStatus:
         with self._lock:

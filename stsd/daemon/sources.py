@@ -308,6 +308,20 @@ def profile_kind(profile: Mapping[str, Any]) -> str | None:
     return None
 
 
+def credentials_of(
+    frozen: botocore.credentials.ReadOnlyCredentials, kind: str, expiration: datetime | None = None
+) -> SourceCredentials:
+    """What botocore loaded, as a source's credentials; a stated `expiration` is also their deadline."""
+    return SourceCredentials(
+        access_key_id=frozen.access_key,
+        secret_access_key=Secret(frozen.secret_key),
+        session_token=Secret(frozen.token) if frozen.token else None,
+        kind=kind,
+        expiration=expiration,
+        deadline=expiration,
+    )
+
+
 def expiry_of(credentials: botocore.credentials.Credentials) -> datetime | None:
     """When refreshable credentials botocore loaded expire (aware UTC), None for static ones. botocore
     keeps it in `_expiry_time` and offers no public accessor."""
@@ -354,12 +368,7 @@ class BotocoreSource:
         with self._lock:
             self._error = None
             self._temporary = bool(frozen.token)
-        return SourceCredentials(
-            access_key_id=frozen.access_key,
-            secret_access_key=Secret(frozen.secret_key),
-            session_token=Secret(frozen.token) if frozen.token else None,
-            kind=loaded.kind,
-        )
+        return credentials_of(frozen, loaded.kind)
 
     def status(self) -> SourceStatus:
         with self._lock:

@@ -29,7 +29,6 @@ from botocore.utils import JSONFileCache, SSOTokenLoader, parse_timestamp
 from stsd import protocol
 from stsd.daemon.clock import Clock, utc_text
 from stsd.daemon.config import DaemonConfig
-from stsd.daemon.secret import Secret
 from stsd.daemon.sources import (
     SSO,
     SourceCredentials,
@@ -38,6 +37,7 @@ from stsd.daemon.sources import (
     SourceStatus,
     SsoStatus,
     aws_config,
+    credentials_of,
     expiry_of,
     source_failure,
 )
@@ -181,14 +181,7 @@ class SsoSource:
             raise failure from None
         expiration = expiry_of(loaded)
         self._record(None, held=True)
-        return SourceCredentials(
-            access_key_id=frozen.access_key,
-            secret_access_key=Secret(frozen.secret_key),
-            session_token=Secret(frozen.token) if frozen.token else None,
-            kind=SSO,
-            expiration=expiration,
-            deadline=expiration,
-        )
+        return credentials_of(frozen, SSO, expiration)
 
     def status(self) -> SourceStatus:
         settings = self._settings_or_none()
