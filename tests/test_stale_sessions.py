@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from conftest import Daemon, World, ask_daemon
+from conftest import STSD, Daemon, World, ask_daemon
 from test_endpoint import ENDPOINT_PROJECT, env_json, get
 from test_sessions import Harness, harness
 
@@ -76,6 +77,15 @@ def test_three_edits_leave_one_session_labelled_with_the_file_and_role(daemon: D
     text = world.stsd("status", cwd=str(project))
     assert text.returncode == 0, text.stderr
     assert f"  {project_label('app')} → {ROLE_ARN}" in text.stdout.splitlines()
+    latin1 = subprocess.run(
+        [*STSD, "status"],
+        env={**world.env, "PYTHONIOENCODING": "latin-1"},
+        cwd=str(project),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert f"  {project_label('app')} ? {ROLE_ARN}" in latin1.stdout.splitlines(), latin1.stderr
     as_json = json.loads(world.stsd("status", "--json", cwd=str(project)).stdout)
     assert [s["label"] for s in as_json["sessions"]] == [session["label"]]
     assert daemon.log.count("names it any more; forgotten") == 2
