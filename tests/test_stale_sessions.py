@@ -258,3 +258,9 @@ def test_a_shared_session_keeps_renewing_while_one_project_still_names_it(
             assert len(keys) == 1 and calls == len(next(iter(keys.values()))) - 1 >= HOURS
 
     run(scenario())
+
+
+def test_readme_states_the_sweep_interval_the_daemon_uses() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Sessions in status") :].split("\n### ")[0]
+    assert f"within {SWEEP_INTERVAL_SECONDS:.0f} s" in section
