@@ -491,5 +491,6 @@ def test_status_shows_the_expiry_the_shell_variable_carries(world, daemon) -> No
 
     status = json.loads(world.stsd("status", "--json", check=True).stdout)
 
-    [session] = [s for s in status["sessions"] if s["label"] and str(directory) in s["label"]]
+    used_by = f"~/{(directory / '.stsd.toml').relative_to(world.home)}"
+    [session] = [s for s in status["sessions"] if used_by in s["used_by"]]
     assert session["expires_at"] == variables["AWS_CREDENTIAL_EXPIRATION"]

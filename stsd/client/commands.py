@@ -279,7 +279,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json_dumps(reply))
     else:
-        print(render_status(reply, directory))
+        # Session labels hold "→": a terminal whose encoding lacks a character shows "?", not a traceback.
+        encoding = sys.stdout.encoding or "utf-8"
+        print(render_status(reply, directory).encode(encoding, errors="replace").decode(encoding))
     return EXIT_OK
 
 

@@ -22,6 +22,7 @@ from stsd.daemon.config import DaemonConfig
 from stsd.daemon.endpoint import CredentialsEndpoint, EndpointRefusal, Grant, Grants, content_digest
 from stsd.daemon.environment import effective_environment
 from stsd.daemon.project_cache import ProjectCache
+from stsd.daemon.references import References, Referrer
 from stsd.daemon.requests import RequestError, RoleRequest, resolve_profile, resolve_request
 from stsd.daemon.session_token import ENDING_SOON
 from stsd.daemon.sessions import (
@@ -125,6 +126,9 @@ class Service:
         self._sources = sources
         self._trust = trust_store
         self._targets: ProjectCache[ProjectTarget] = ProjectCache(trust_store.record_directories)
+        # A session lives while a project file or profile names it: the manager's sweeps ask these.
+        self._references = References()
+        sessions.watch(lambda: self._references.recheck(self._resolve_referrer))
         self._config = config
         self._clock = clock
         self._started_at = started_at
@@ -234,11 +238,20 @@ class Service:
 
     async def _status(self, request: Mapping[str, Any]) -> dict[str, Any]:
         directory = _directory_field(request) if request.get("dir") is not None else None
+        self._sessions.sweep()  # status never lists a session whose file was edited or removed meanwhile
         now = self._clock.wall()
         return protocol.ok(
             daemon=self._daemon_status(),
             sources=[_source_status(source, now) for source in self._sources.statuses()],
-            sessions=[_session_status(session, now) for session in self._sessions.sessions()],
+            sessions=[
+                _session_status(
+                    session,
+                    now,
+                    label=self._references.label(session.request) or session.label,
+                    used_by=self._references.referrers(session.request),
+                )
+                for session in self._sessions.sessions()
+            ],
             project=governing_project(directory, self._trust) if directory is not None else None,
             endpoint={
                 "url": self.endpoint.url,
@@ -284,6 +297,8 @@ class Service:
             target = self._file_target(path)
             if content_digest(target.project.content) != grant.content_digest:
                 raise RequestRefused(protocol.UNTRUSTED, "changed")
+            # A grant restored after a restart may be the first the daemon hears of this file.
+            self._referenced(Referrer(path=path), target.request)
             session = await self._session(target.request)
         except RequestRefused as refused:
             code, message = refused.code, refused.message
@@ -334,10 +349,14 @@ class Service:
             raise RequestRefused(
                 protocol.BAD_REQUEST, f"profile: expected a profile name of 1-{MAX_PROFILE_CHARS} characters"
             )
+        referrer = Referrer(profile=profile)
         try:
-            return resolve_profile(profile, config=self._config)
+            role_request = resolve_profile(profile, config=self._config)
         except RequestError as error:
+            self._unreferenced(referrer)
             raise RequestRefused(error.code, error.message) from None
+        self._referenced(referrer, role_request)
+        return role_request
 
     def _project_target(self, directory: Path) -> ProjectTarget | None:
         """The project governing `directory`, checked for validity and trust; reused while the file's
@@ -345,7 +364,35 @@ class Service:
         path = find_project_file(directory)
         if path is None:
             return None
-        return self._targets.get(path, lambda: self._file_target(path))
+        referrer = Referrer(path=path)
+        try:
+            target = self._targets.get(path, lambda: self._file_target(path))
+        except RequestRefused:
+            self._unreferenced(referrer)
+            raise
+        self._referenced(referrer, target.request)
+        return target
+
+    def _referenced(self, referrer: Referrer, request: RoleRequest) -> None:
+        if self._references.note(referrer, request):
+            self._sessions.sweep()  # what it named before may be named by nobody now
+
+    def _unreferenced(self, referrer: Referrer) -> None:
+        if self._references.drop(referrer):
+            self._sessions.sweep()
+
+    def _resolve_referrer(self, referrer: Referrer) -> RoleRequest | None:
+        """The request `referrer` names now, or None. A project file is re-read and re-hashed only when
+        its stat (or the trust records', or the AWS files') changed; a profile is resolved again from the
+        AWS files, which are cached until they change."""
+        try:
+            if referrer.profile is not None:
+                return resolve_profile(referrer.profile, config=self._config)
+            path = referrer.path
+            assert path is not None
+            return self._targets.get(path, lambda: self._file_target(path)).request
+        except (RequestRefused, RequestError):
+            return None
 
     def _file_target(self, path: Path) -> ProjectTarget:
         where = {"project": str(path)}
@@ -564,14 +611,15 @@ def _session_token_status(session: SessionTokenStatus, now: datetime) -> dict[st
     }
 
 
-def _session_status(session: RoleSession, now: datetime) -> dict[str, Any]:
+def _session_status(session: RoleSession, now: datetime, *, label: str, used_by: list[str]) -> dict[str, Any]:
     expires = session.expires_at or (session.credentials.expiration if session.credentials else None)
     # The expiry shown is the one AWS_CREDENTIAL_EXPIRATION carries (STS's own); the time left counts
     # down to the daemon's deadline, which is never later than that.
     shown = session.credentials.expiration if session.credentials else expires
     forced = session.forced_renewal_at
     return {
-        "label": session.label,
+        "label": label,  # who names it and which role: unique (stsd/daemon/references.py)
+        "used_by": used_by,  # the project files and profiles that name it
         "source": session.request.source.name,
         "role_arn": session.role_arn,
         "account": session.account,

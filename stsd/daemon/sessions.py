@@ -9,6 +9,7 @@ import logging
 import math
 import random
 import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -37,6 +38,9 @@ USABLE_MARGIN = timedelta(seconds=60)
 # The renewal loop never sleeps longer than this, re-reading the wall clock each time, so a machine that
 # was suspended past a renewal (monotonic time stood still) renews within this long of waking.
 MAX_SLEEP_STEP_SECONDS = 30.0
+# Sessions no project file or profile names any more are dropped by a sweep at least this often (and before
+# any renewal): the loop wakes within MAX_SLEEP_STEP_SECONDS anyway, and a sweep costs a stat per referrer.
+SWEEP_INTERVAL_SECONDS = MAX_SLEEP_STEP_SECONDS
 # A forced renewal (the protocol's `renew`) can be asked for by anything running as the user, as often as
 # it likes: at most one per session per this interval reaches STS (config.toml may set another).
 FORCED_RENEWAL_INTERVAL = timedelta(seconds=60)
@@ -242,6 +246,10 @@ class SessionManager:
         self.assume_role_calls = 0  # AssumeRole calls sent, for tests and benchmarks
         self.loop_checked_at: datetime | None = None  # wall time the renewal loop last looked at
         self._forced_interval = timedelta(seconds=config.forced_renewal_interval_seconds)
+        # Which requests some project file or profile still names (stsd/daemon/references.py); None keeps
+        # every session (a manager used without the service).
+        self._referenced: Callable[[], Collection[RoleRequest]] | None = None
+        self._swept_at: float | None = None  # monotonic
 
     # -- callers -------------------------------------------------------------------------------------
 
@@ -296,6 +304,21 @@ class SessionManager:
         await self._refresh(slot)
         return slot.snapshot()
 
+    def watch(self, referenced: Callable[[], Collection[RoleRequest]]) -> None:
+        """Keep only sessions whose request is in `referenced()`, asked at each sweep (see sweep())."""
+        self._referenced = referenced
+
+    def sweep(self) -> None:
+        """Forget every session nothing references any more: it stops renewing, its credentials are
+        dropped and it leaves status. Run by the renewal loop every SWEEP_INTERVAL_SECONDS and before any
+        renewal, and by the service when a request or status shows a referrer changed."""
+        self._swept_at = self._clock.monotonic()
+        if self._referenced is None:
+            return
+        referenced = self._referenced()
+        for request in [request for request in self._slots if request not in referenced]:
+            self._forget(request)
+
     def wake(self) -> None:
         """Have the renewal loop look again now (a source changed: sessions waiting on it may go on)."""
         self._wake_event().set()
@@ -346,6 +369,12 @@ class SessionManager:
         self._mark_idle(now)
         next_check = now + timedelta(seconds=MAX_SLEEP_STEP_SECONDS)
         monotonic = self._clock.monotonic()
+        if (
+            self._swept_at is None
+            or monotonic - self._swept_at >= SWEEP_INTERVAL_SECONDS
+            or any(self._is_due(slot, now, monotonic) for slot in self._slots.values())
+        ):
+            self.sweep()  # before renewing: a session nobody names must not cost an AssumeRole
         for slot in list(self._slots.values()):
             due_at = self._due_at(slot)
             if due_at is None:
@@ -370,6 +399,19 @@ class SessionManager:
             await asyncio.wait(pending)
 
     # -- internals -----------------------------------------------------------------------------------
+
+    def _is_due(self, slot: _Slot, now: datetime, monotonic: float) -> bool:
+        due_at = self._due_at(slot)
+        return due_at is not None and due_at <= slot.now(now, monotonic)
+
+    def _forget(self, request: RoleRequest) -> None:
+        slot = self._slots.pop(request)
+        log.info("session %s: no project file or profile names it any more; forgotten", slot.request.label)
+        slot.credentials = None
+        if slot.inflight is not None:
+            # Callers waiting on it still get its outcome; close() must still see it through.
+            self._background.add(slot.inflight)
+            slot.inflight.add_done_callback(self._background.discard)
 
     def _slot_now(self, slot: _Slot) -> datetime:
         return slot.now(self._clock.wall(), self._clock.monotonic())
