@@ -1,97 +1,26 @@
 """Real SDK processes against the credentials endpoint: boto3, the AWS SDK for JavaScript v3 (npm), the
-AWS CLI (v2 from Debian's `awscli` package, v1 from the test dependencies) and the AWS SDK for Go v1
-(Debian's golang-github-aws-aws-sdk-go-dev, built by the test into a cache) keep working across forced
-renewals and get an error naming the fix once the project file is edited; each skips with the reason
-when it is not installed. Sessions are 900 s long, so
-botocore fetches again on every call and a renewal shows as a new access key id inside one process."""
+AWS CLI (v2 from Debian's `awscli` package, v1 from the test dependencies) and the AWS SDKs for Go v1 and
+v2 (Debian's packages, built by the tests into a cache) keep working across forced renewals and get an
+error naming the fix once the project file is edited (tests/sdk_clients.py finds them; a missing one is
+skipped, or fails under CI). Sessions are 900 s long, so botocore fetches again on every call and a
+renewal shows as a new access key id inside one process. The Ruby SDK packaged by Debian (3.168) reads
+no AWS_CONTAINER_CREDENTIALS_FULL_URI, so it is tested with credential_process only
+(tests/test_sdk_clients.py)."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import Daemon, World, ask_daemon
+from sdk_clients import SdkProcess, aws_cli, probe
 from test_endpoint import SHORT_ENDPOINT_PROJECT, applied, env_json, trusted, write_config
 
 RENEWALS = 3
-# The JavaScript SDK is installed by the tests into a cache outside the repository (never vendored).
-NPM_CACHE = Path(os.environ.get("STSD_TEST_NPM_DIR") or Path.home() / ".cache" / "stsd-tests" / "npm")
-JS_PACKAGE = "@aws-sdk/client-sts"
-SYSTEM_AWS = "/usr/bin/aws"  # Debian's awscli package (v2 on bookworm)
-
-BOTO3_CHILD = """
-import json, sys
-import boto3
-
-session = boto3.session.Session()
-sts = session.client("sts")
-for line in sys.stdin:
-    try:
-        client = boto3.session.Session().client("sts") if line.strip() == "fresh" else sts
-        client.get_caller_identity()
-        credentials = (session if client is sts else client._request_signer._credentials)
-        frozen = (credentials.get_credentials() if client is sts else credentials).get_frozen_credentials()
-        print(json.dumps({"key": frozen.access_key}), flush=True)
-    except Exception as error:
-        print(json.dumps({"error": str(error)}), flush=True)
-"""
-
-JS_CHILD = """
-const { STSClient, GetCallerIdentityCommand } = require("@aws-sdk/client-sts");
-const { fromHttp } = require("@aws-sdk/credential-provider-http");
-const readline = require("readline");
-const longLived = new STSClient({});
-const lines = readline.createInterface({ input: process.stdin });
-let queue = Promise.resolve();
-lines.on("line", (line) => {
-  queue = queue.then(async () => {
-    // "http": the container provider alone, as the default chain uses it (the chain reports only "Could
-    // not load credentials from any providers" when it fails, so the endpoint's message is read here).
-    const kind = line.trim();
-    const client = kind === "fresh" ? new STSClient({}) : kind === "http" ? new STSClient({ credentials: fromHttp({}) }) : longLived;
-    try {
-      await client.send(new GetCallerIdentityCommand({}));
-      const credentials = await client.config.credentials();
-      console.log(JSON.stringify({ key: credentials.accessKeyId }));
-    } catch (error) {
-      console.log(JSON.stringify({ error: `${error.message} ${error.Message || ""}` }));
-    }
-  });
-});
-"""
-
-
-class SdkProcess:
-    """A long-running SDK process: each line sent makes one STS call and prints the key it used."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.process = subprocess.Popen(
-            argv, env=env, cwd=str(cwd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )  # fmt: skip
-
-    def call(self, kind: str = "call") -> dict[str, Any]:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(kind + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise AssertionError(
-                f"the SDK process died: {self.process.stderr.read() if self.process.stderr else ''}"
-            )
-        return json.loads(line)
-
-    def close(self) -> None:
-        self.process.kill()
-        self.process.communicate(timeout=10)
 
 
 @pytest.fixture
@@ -123,7 +52,8 @@ def test_boto3_process_follows_renewals_and_reports_an_edit(
     world: World, endpoint_project: tuple[Path, dict[str, str], Daemon]
 ) -> None:
     directory, env, _ = endpoint_project
-    sdk = SdkProcess([sys.executable, "-I", "-c", BOTO3_CHILD], env, directory)
+    argv, extra = probe("boto3", world.aws.endpoint)
+    sdk = SdkProcess(argv, {**env, **extra}, directory)
     try:
         keys = [sdk.call()["key"]]
         for _ in range(RENEWALS):
@@ -140,26 +70,12 @@ def test_boto3_process_follows_renewals_and_reports_an_edit(
         sdk.close()
 
 
-def _npm_package() -> Path:
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        pytest.skip("npm or node is not installed; the JavaScript SDK cannot be tested")
-    if not (NPM_CACHE / "node_modules" / JS_PACKAGE / "package.json").exists():
-        NPM_CACHE.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(NPM_CACHE), JS_PACKAGE],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        if result.returncode != 0:
-            pytest.skip(f"npm install {JS_PACKAGE} failed: {result.stderr.strip().splitlines()[-1:]}")
-    return NPM_CACHE / "node_modules"
-
-
 def test_javascript_v3_process_follows_renewals_and_reports_an_edit(
     world: World, endpoint_project: tuple[Path, dict[str, str], Daemon]
 ) -> None:
-    modules = _npm_package()
+    argv, extra = probe("js-v3", world.aws.endpoint)
     directory, env, _ = endpoint_project
-    sdk = SdkProcess(["node", "-e", JS_CHILD], {**env, "NODE_PATH": str(modules)}, directory)
+    sdk = SdkProcess(argv, {**env, **extra}, directory)
     try:
         first = sdk.call()["key"]
         keys = [sdk.call("fresh")["key"]]
@@ -179,24 +95,11 @@ def test_javascript_v3_process_follows_renewals_and_reports_an_edit(
         sdk.close()
 
 
-def _aws_cli(path: str, major: str) -> str:
-    executable = shutil.which(path) if os.path.isabs(path) else path
-    if executable is None or not os.path.exists(executable):
-        pytest.skip(f"{path} is not installed (Debian: apt-get install awscli)")
-    version = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=60)
-    if not (version.stdout + version.stderr).startswith(f"aws-cli/{major}."):
-        pytest.skip(f"{path} is {(version.stdout + version.stderr).split(' ')[0]}, not v{major}")
-    return executable
-
-
 @pytest.mark.parametrize("cli", ["v2", "v1"])
 def test_aws_cli_follows_renewals_and_reports_an_edit(
     world: World, endpoint_project: tuple[Path, dict[str, str], Daemon], cli: str
 ) -> None:
-    if cli == "v2":
-        aws = _aws_cli(SYSTEM_AWS, "2")
-    else:
-        aws = _aws_cli(str(Path(sys.executable).parent / "aws"), "1")
+    aws = aws_cli(cli)
     directory, env, _ = endpoint_project
     # Old CLIs do not read AWS_ENDPOINT_URL: name the local STS on the command line, never real AWS.
     call = [aws, "--endpoint-url", world.aws.endpoint, "sts", "get-caller-identity", "--output", "json"]
@@ -223,48 +126,19 @@ def test_aws_cli_follows_renewals_and_reports_an_edit(
     assert_names_the_fix(result.stderr)
 
 
-GO_SDK = Path("/usr/share/gocode/src/github.com/aws/aws-sdk-go")
-GO_PROBE = Path(__file__).resolve().parent / "sdk_probes" / "go_sts_probe.go"
-GO_CACHE = Path(os.environ.get("STSD_TEST_GO_DIR") or Path.home() / ".cache" / "stsd-tests" / "go")
-
-
-def _go_probe() -> Path:
-    if shutil.which("go") is None or not GO_SDK.is_dir():
-        pytest.skip("go or Debian's golang-github-aws-aws-sdk-go-dev is not installed")
-    binary = GO_CACHE / "go_sts_probe"
-    if not binary.exists() or binary.stat().st_mtime < GO_PROBE.stat().st_mtime:
-        GO_CACHE.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "GOPATH": "/usr/share/gocode",
-            "GO111MODULE": "off",
-            "GOCACHE": str(GO_CACHE / "build"),
-        }
-        result = subprocess.run(
-            ["go", "build", "-o", str(binary), str(GO_PROBE)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if result.returncode != 0:
-            pytest.skip(f"the Go SDK probe does not build: {result.stderr.strip()[-300:]}")
-    return binary
-
-
-def test_go_sdk_v1_process_follows_renewals_and_reports_an_edit(
-    world: World, endpoint_project: tuple[Path, dict[str, str], Daemon]
+@pytest.mark.parametrize("kind", ["go-v1", "go-v2"])
+def test_go_sdk_process_follows_renewals_and_reports_an_edit(
+    world: World, endpoint_project: tuple[Path, dict[str, str], Daemon], kind: str
 ) -> None:
-    probe = _go_probe()
+    argv, extra = probe(kind, world.aws.endpoint)
     directory, env, _ = endpoint_project
-    # aws-sdk-go v1 reads no AWS_ENDPOINT_URL: the probe takes the local STS from this variable.
-    sdk = SdkProcess([str(probe)], {**env, "STSD_TEST_STS_ENDPOINT": world.aws.endpoint}, directory)
+    sdk = SdkProcess(argv, {**env, **extra}, directory)
     try:
         first = sdk.call()["key"]
         keys = [sdk.call("fresh")["key"]]
         for _ in range(RENEWALS):
             renew(world, directory)
-            # Go refreshes within 5 min of expiry (as JS v3): the long-lived session keeps its valid key.
+            # Go refreshes within 5 min of expiry (as JS v3): the long-lived client keeps its valid key.
             assert sdk.call()["key"] == first
             keys.append(sdk.call("fresh")["key"])
         assert len(set(keys)) == RENEWALS + 1, keys

@@ -1,6 +1,6 @@
-// A long-running AWS SDK for Go (v1, Debian golang-github-aws-aws-sdk-go-dev) process for
-// tests/test_endpoint_sdks.py: each line on stdin makes one STS call ("fresh": with a new session) and
-// prints the access key id it used, or the error.
+// A long-running AWS SDK for Go (v1, Debian golang-github-aws-aws-sdk-go-dev) process for the SDK tests
+// (tests/sdk_clients.py): each line on stdin makes one STS call ("fresh": with a new session) and prints
+// the access key id it used and the caller's ARN, or the error.
 package main
 
 import (
@@ -28,12 +28,13 @@ func main() {
 			sess = session.Must(session.NewSession(&config))
 		}
 		out := map[string]string{}
-		if _, err := sts.New(sess).GetCallerIdentity(&sts.GetCallerIdentityInput{}); err != nil {
+		if identity, err := sts.New(sess).GetCallerIdentity(&sts.GetCallerIdentityInput{}); err != nil {
 			out["error"] = err.Error()
 		} else if value, err := sess.Config.Credentials.Get(); err != nil {
 			out["error"] = err.Error()
 		} else {
 			out["key"] = value.AccessKeyID
+			out["arn"] = aws.StringValue(identity.Arn)
 		}
 		line, _ := json.Marshal(out)
 		fmt.Println(string(line))
