@@ -25,19 +25,26 @@ BUCKET = "alice-data"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}"
 USER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:user/{USER_NAME}"
 
-# moto does not match `arn:aws:iam::ACCT:root` as a principal (a known moto gap), so the user ARN is listed too.
-_TRUST_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"AWS": [f"arn:aws:iam::{ACCOUNT_ID}:root", USER_ARN]},
-            "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}},
-        }
-    ],
-}
-_ROLE_POLICY = {
+
+def trust_policy(condition: dict[str, object]) -> dict[str, object]:
+    """A trust policy letting alice (and her account) assume the role under `condition`."""
+    # moto does not match `arn:aws:iam::ACCT:root` as a principal (a known moto gap), so the user ARN is
+    # listed too.
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": [f"arn:aws:iam::{ACCOUNT_ID}:root", USER_ARN]},
+                "Action": "sts:AssumeRole",
+                "Condition": condition,
+            }
+        ],
+    }
+
+
+_TRUST_POLICY = trust_policy({"StringEquals": {"sts:ExternalId": EXTERNAL_ID}})
+ROLE_POLICY = {  # what the role's sessions may do
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:GetCallerIdentity"], "Resource": "*"}],
 }
@@ -164,7 +171,7 @@ class LocalAws:
             RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST_POLICY), MaxSessionDuration=3600
         )
         iam.put_role_policy(
-            RoleName=ROLE_NAME, PolicyName="s3-access", PolicyDocument=json.dumps(_ROLE_POLICY)
+            RoleName=ROLE_NAME, PolicyName="s3-access", PolicyDocument=json.dumps(ROLE_POLICY)
         )
         self.client("s3").create_bucket(Bucket=BUCKET)
         key = iam.create_access_key(UserName=USER_NAME)["AccessKey"]
