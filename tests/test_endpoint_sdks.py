@@ -14,13 +14,15 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Daemon, World, ask_daemon
-from test_endpoint import SHORT_ENDPOINT_PROJECT, applied, env_json, trusted, write_config
+from test_endpoint import SHORT_ENDPOINT_PROJECT, applied, endpoint_daemon
+
+__all__ = ["endpoint_daemon"]  # the fixture, shared with test_endpoint.py
 
 RENEWALS = 3
 # The JavaScript SDK is installed by the tests into a cache outside the repository (never vendored).
@@ -93,14 +95,17 @@ class SdkProcess:
         self.process.kill()
         self.process.communicate(timeout=10)
 
+    def __enter__(self) -> SdkProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @pytest.fixture
-def endpoint_project(world: World) -> Iterator[tuple[Path, dict[str, str], Daemon]]:
-    write_config(world, "forced_renewal_interval_seconds = 1\n")
-    daemon = Daemon(world)
-    directory = trusted(world, "p", SHORT_ENDPOINT_PROJECT)
-    yield directory, applied(world, env_json(world, directory)), daemon
-    daemon.stop()
+def endpoint_project(world: World, endpoint_daemon: Daemon) -> tuple[Path, dict[str, str], Daemon]:
+    directory = world.allowed("p", SHORT_ENDPOINT_PROJECT)
+    return directory, applied(world, world.env_json(directory)), endpoint_daemon
 
 
 def renew(world: World, directory: Path) -> None:
@@ -114,6 +119,22 @@ def edit(directory: Path) -> None:
     path.write_text(path.read_text() + "# edited\n")
 
 
+def follow_renewals(
+    world: World, directory: Path, new_key: Callable[[], str], kept_key: Callable[[], str] | None = None
+) -> None:
+    """Each forced renewal shows as a new key from `new_key`, while `kept_key` (a long-lived client that
+    refreshes only near expiry) keeps the valid key it has; then the project file is edited."""
+    first = kept_key() if kept_key is not None else None
+    keys = [new_key()]
+    for _ in range(RENEWALS):
+        renew(world, directory)
+        if kept_key is not None:
+            assert kept_key() == first
+        keys.append(new_key())
+    assert len(set(keys)) == RENEWALS + 1, keys
+    edit(directory)
+
+
 def assert_names_the_fix(message: str) -> None:
     assert "changed since this process got its token" in message, message
     assert "stsd allow" in message, message
@@ -123,21 +144,12 @@ def test_boto3_process_follows_renewals_and_reports_an_edit(
     world: World, endpoint_project: tuple[Path, dict[str, str], Daemon]
 ) -> None:
     directory, env, _ = endpoint_project
-    sdk = SdkProcess([sys.executable, "-I", "-c", BOTO3_CHILD], env, directory)
-    try:
-        keys = [sdk.call()["key"]]
-        for _ in range(RENEWALS):
-            renew(world, directory)
-            keys.append(sdk.call()["key"])
-        assert len(set(keys)) == RENEWALS + 1, (
-            keys
-        )  # each renewal seen by the same client in the same process
-        edit(directory)
+    with SdkProcess([sys.executable, "-I", "-c", BOTO3_CHILD], env, directory) as sdk:
+        # Each renewal is seen by the same client in the same process.
+        follow_renewals(world, directory, lambda: sdk.call()["key"])
         # The long-lived client is in botocore's advisory window (13-15 min left): a failed refresh is
         # logged and the credentials it holds are used until 10 min are left. A new client asks at once.
         assert_names_the_fix(sdk.call("fresh")["error"])
-    finally:
-        sdk.close()
 
 
 def _npm_package() -> Path:
@@ -159,24 +171,14 @@ def test_javascript_v3_process_follows_renewals_and_reports_an_edit(
 ) -> None:
     modules = _npm_package()
     directory, env, _ = endpoint_project
-    sdk = SdkProcess(["node", "-e", JS_CHILD], {**env, "NODE_PATH": str(modules)}, directory)
-    try:
-        first = sdk.call()["key"]
-        keys = [sdk.call("fresh")["key"]]
-        for _ in range(RENEWALS):
-            renew(world, directory)
-            # JS v3 refreshes only within 5 min of expiry: the long-lived client keeps its (valid) key; a
-            # client made now in the same process gets the renewed one from the endpoint.
-            assert sdk.call()["key"] == first
-            keys.append(sdk.call("fresh")["key"])
-        assert len(set(keys)) == RENEWALS + 1, keys
-        edit(directory)
+    with SdkProcess(["node", "-e", JS_CHILD], {**env, "NODE_PATH": str(modules)}, directory) as sdk:
+        # JS v3 refreshes only within 5 min of expiry: the long-lived client keeps its (valid) key; a
+        # client made now in the same process gets the renewed one from the endpoint.
+        follow_renewals(world, directory, lambda: sdk.call("fresh")["key"], lambda: sdk.call()["key"])
         assert "Could not load credentials" in sdk.call("fresh")["error"]  # the chain hides the reason
         error = sdk.call("http")["error"]
         assert "Server responded with status: 403" in error
         assert_names_the_fix(error)
-    finally:
-        sdk.close()
 
 
 def _aws_cli(path: str, major: str) -> str:
@@ -212,12 +214,7 @@ def test_aws_cli_follows_renewals_and_reports_an_edit(
         assert found, result.stderr[-2000:]
         return found.group(1)
 
-    keys = [key()]
-    for _ in range(RENEWALS):
-        renew(world, directory)
-        keys.append(key())
-    assert len(set(keys)) == RENEWALS + 1, keys
-    edit(directory)
+    follow_renewals(world, directory, key)
     result = subprocess.run(call, env=env, cwd=str(directory), capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert_names_the_fix(result.stderr)
@@ -258,17 +255,7 @@ def test_go_sdk_v1_process_follows_renewals_and_reports_an_edit(
     probe = _go_probe()
     directory, env, _ = endpoint_project
     # aws-sdk-go v1 reads no AWS_ENDPOINT_URL: the probe takes the local STS from this variable.
-    sdk = SdkProcess([str(probe)], {**env, "STSD_TEST_STS_ENDPOINT": world.aws.endpoint}, directory)
-    try:
-        first = sdk.call()["key"]
-        keys = [sdk.call("fresh")["key"]]
-        for _ in range(RENEWALS):
-            renew(world, directory)
-            # Go refreshes within 5 min of expiry (as JS v3): the long-lived session keeps its valid key.
-            assert sdk.call()["key"] == first
-            keys.append(sdk.call("fresh")["key"])
-        assert len(set(keys)) == RENEWALS + 1, keys
-        edit(directory)
+    with SdkProcess([str(probe)], {**env, "STSD_TEST_STS_ENDPOINT": world.aws.endpoint}, directory) as sdk:
+        # Go refreshes within 5 min of expiry (as JS v3): the long-lived session keeps its valid key.
+        follow_renewals(world, directory, lambda: sdk.call("fresh")["key"], lambda: sdk.call()["key"])
         assert_names_the_fix(sdk.call("fresh")["error"])
-    finally:
-        sdk.close()
