@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from conftest import Daemon, World, caller_arn, enter_world
+from harness import Harness, harness, run
 from mfa_stub import (
     MFA_ROLE_ARN,
     MFA_ROLE_NAME,
@@ -32,7 +33,6 @@ from mfa_stub import (
     totp,
     wrong_code,
 )
-from test_sessions import Harness, harness, run
 
 from stsd.client.commands import render_status
 from stsd.daemon import session_token

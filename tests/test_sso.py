@@ -25,6 +25,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from conftest import STSD, Daemon, World, caller_arn, enter_world
+from harness import harness, run
 from sso_stub import (
     CREDENTIALS_LIFETIME_S,
     SSO_ROLE,
@@ -33,7 +34,6 @@ from sso_stub import (
     SsoWorld,
 )
 from test_mfa import in_process_service
-from test_sessions import harness, run
 
 from stsd.client.commands import render_status
 from stsd.daemon.requests import RequestError, resolve_profile, resolve_request
