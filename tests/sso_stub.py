@@ -50,7 +50,7 @@ import pytest
 from mfa_stub import StsMfaStub
 from stub_http import QuietHandler, serve
 
-from stsd.demo.local_aws import ACCOUNT_ID, EXTERNAL_ID, REGION, ROLE_ARN, LocalAws
+from stsd.demo.local_aws import ACCOUNT_ID, REGION, LocalAws, role_profile
 
 SSO_SESSION = "corp"
 START_URL = "https://corp.example.com/start"
@@ -279,24 +279,12 @@ sso_account_id = {ACCOUNT_ID}
 sso_role_name = {SSO_ROLE}
 region = {REGION}
 
-[profile dev-sts]
-role_arn = {ROLE_ARN}
-source_profile = dev
-external_id = {EXTERNAL_ID}
-role_session_name = sso-access
-region = {REGION}
-
+{role_profile("dev-sts", session_name="sso-access", source="dev")}
 [profile proc]
 credential_process = {{process}}
 region = {REGION}
 
-[profile proc-sts]
-role_arn = {ROLE_ARN}
-source_profile = proc
-external_id = {EXTERNAL_ID}
-role_session_name = proc-access
-region = {REGION}
-"""
+{role_profile("proc-sts", session_name="proc-access", source="proc")}"""
 
 # A credential_process: prints a session the STS stub honours, expiring an hour (or the seconds in the file
 # `lifetime` beside it) after "now" (the time in the file `clock` beside it when there is one: tests with a

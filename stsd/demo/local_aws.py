@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +136,15 @@ class LocalAws:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @contextmanager
+    def unenforced(self) -> Iterator[None]:
+        """IAM enforcement off for the block: the world's administrator at work, unchecked."""
+        self.set_enforcement(False)
+        try:
+            yield
+        finally:
+            self.set_enforcement(True)
+
     def set_enforcement(self, on: bool) -> None:
         """IAM enforcement: every request must be signed by a known identity allowed to make it."""
         body = b"0" if on else b"inf"
@@ -187,13 +198,14 @@ class LocalAws:
             f"aws_access_key_id = {self.alice.access_key_id}\n"
             f"aws_secret_access_key = {self.alice.secret_access_key}\n"
         )
-        (aws / "config").write_text(
-            f"[profile {USER_NAME}]\nregion = {REGION}\n\n"
-            f"[profile {ROLE_NAME}]\n"
-            f"role_arn = {ROLE_ARN}\n"
-            f"source_profile = {USER_NAME}\n"
-            f"external_id = {EXTERNAL_ID}\n"
-            f"role_session_name = s3-access\n"
-            f"region = {REGION}\n"
-        )
+        (aws / "config").write_text(f"[profile {USER_NAME}]\nregion = {REGION}\n\n" + role_profile(ROLE_NAME))
         return aws
+
+
+def role_profile(name: str, *, session_name: str = "s3-access", source: str = USER_NAME) -> str:
+    """The ~/.aws/config section of a profile that assumes alice-sts with the external ID, from `source`
+    (alice's keys unless said)."""
+    return (
+        f"[profile {name}]\nrole_arn = {ROLE_ARN}\nsource_profile = {source}\nexternal_id = {EXTERNAL_ID}\n"
+        f"role_session_name = {session_name}\nregion = {REGION}\n"
+    )
