@@ -80,8 +80,7 @@ def create_instance_role(aws: LocalAws) -> InstanceCredentials:
             {"Effect": "Allow", "Action": ["s3:ListAllMyBuckets", "sts:GetCallerIdentity"], "Resource": "*"}
         ],
     }
-    aws.set_enforcement(False)
-    try:
+    with aws.unenforced():
         iam = aws.client("iam")
         existing = {role["RoleName"] for role in iam.list_roles()["Roles"]}
         if INSTANCE_ROLE_NAME not in existing:
@@ -101,8 +100,6 @@ def create_instance_role(aws: LocalAws) -> InstanceCredentials:
         reply = aws.client("sts").assume_role(
             RoleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{INSTANCE_ROLE_NAME}", RoleSessionName=INSTANCE_ID
         )
-    finally:
-        aws.set_enforcement(True)
     issued = reply["Credentials"]
     return InstanceCredentials(
         issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"], issued["Expiration"]

@@ -41,6 +41,7 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -51,7 +52,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from stub_http import STS_XMLNS, QuietHandler, serve, sts_error_xml
 
-from stsd.demo.local_aws import ACCOUNT_ID, REGION, ROLE_POLICY, USER_NAME, LocalAws, trust_policy
+from stsd.demo.local_aws import ACCOUNT_ID, REGION, ROLE_POLICY, USER_NAME, AliceKeys, LocalAws, trust_policy
 
 MFA_ROLE_NAME = "alice-mfa"
 MFA_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{MFA_ROLE_NAME}"
@@ -118,8 +119,7 @@ def create_mfa_role(aws: LocalAws) -> None:
     with _world_lock:
         if id(aws) in _world_ready:
             return
-        aws.set_enforcement(False)
-        try:
+        with aws.unenforced():
             iam = aws.client("iam")
             iam.create_role(
                 RoleName=MFA_ROLE_NAME,
@@ -132,9 +132,22 @@ def create_mfa_role(aws: LocalAws) -> None:
             iam.put_user_policy(
                 UserName=USER_NAME, PolicyName="mfa-session", PolicyDocument=json.dumps(_MFA_USER_POLICY)
             )
-        finally:
-            aws.set_enforcement(True)
         _world_ready.add(id(aws))
+
+
+@contextmanager
+def second_access_key(aws: LocalAws) -> Iterator[AliceKeys]:
+    """A second real access key of alice (moto allows two a user), deleted afterwards unless a test did."""
+    with aws.unenforced():
+        issued = aws.client("iam").create_access_key(UserName=USER_NAME)["AccessKey"]
+    try:
+        yield AliceKeys(issued["AccessKeyId"], issued["SecretAccessKey"])
+    finally:
+        with aws.unenforced():
+            iam = aws.client("iam")
+            held = iam.list_access_keys(UserName=USER_NAME)["AccessKeyMetadata"]
+            if issued["AccessKeyId"] in [key["AccessKeyId"] for key in held]:
+                iam.delete_access_key(UserName=USER_NAME, AccessKeyId=issued["AccessKeyId"])
 
 
 def role_requires_mfa(role_arn: str) -> bool:
@@ -413,14 +426,9 @@ def mfa_sts(local_aws: LocalAws) -> Iterator[StsMfaStub]:
     assert local_aws.alice is not None
     create_mfa_role(local_aws)
     alice = Key(local_aws.alice.access_key_id, local_aws.alice.secret_access_key)
-    local_aws.set_enforcement(False)
-    try:
-        # moto allows two keys per user: this second one is handed out as the sessions' "temporary" key.
-        issued = local_aws.client("iam").create_access_key(UserName=USER_NAME)["AccessKey"]
-    finally:
-        local_aws.set_enforcement(True)
-    temporary = Key(issued["AccessKeyId"], issued["SecretAccessKey"])
-    try:
+    # The second key is handed out as the sessions' "temporary" key.
+    with second_access_key(local_aws) as issued:
+        temporary = Key(issued.access_key_id, issued.secret_access_key)
         with StsMfaStub(
             local_aws.endpoint,
             users={alice.access_key_id: alice},
@@ -428,12 +436,6 @@ def mfa_sts(local_aws: LocalAws) -> Iterator[StsMfaStub]:
             temporary=temporary,
         ) as stub:
             yield stub
-    finally:
-        local_aws.set_enforcement(False)
-        try:
-            local_aws.client("iam").delete_access_key(UserName=USER_NAME, AccessKeyId=temporary.access_key_id)
-        finally:
-            local_aws.set_enforcement(True)
 
 
 MFA_PROFILES = f"""
