@@ -56,8 +56,8 @@ def assert_well_formed(reply: Any, sent: Any = None) -> None:
 
 
 def exchange(daemon: Daemon, path: Path, lines: list[bytes]) -> list[Any]:
-    """Send raw lines and a ping on one connection; one reply per line (fewer if the daemon closes). The
-    ping must be answered too, by the same daemon: no line ends the connection or the daemon."""
+    """Send raw lines and then a ping on one connection; the replies to the lines. The ping must be
+    answered too, by the same daemon: no line ends the connection or the daemon."""
     replies = raw_exchange(path, b"".join(line + b"\n" for line in [*lines, PING]), len(lines) + 1, 30)
     assert len(replies) == len(lines) + 1, replies
     pong = replies.pop()
@@ -101,14 +101,12 @@ def _still_serving(world: World, daemon: Daemon) -> None:
 
 def _fuzz_raw(world: World, daemon: Daemon, lines: list[bytes]) -> None:
     replies = exchange(daemon, world.socket, lines)
-    assert len(replies) == len(lines)
     for line, reply in zip(lines, replies):
         assert_well_formed(reply, line)
 
 
 def _fuzz_json(world: World, daemon: Daemon, requests: list[Any]) -> None:
     replies = exchange(daemon, world.socket, _lines_of(requests))
-    assert len(replies) == len(requests)
     for request, reply in zip(requests, replies):
         assert_well_formed(reply, request)
         echoed = (
