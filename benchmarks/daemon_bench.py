@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -33,9 +32,11 @@ from measure import (
     BenchWorld,
     LocalAws,
     Row,
+    aws_environment,
     bench_world,
     interleaved,
     median,
+    one_request,
     p99,
     peak_rss_of,
     run_checked,
@@ -43,7 +44,7 @@ from measure import (
     timed_row,
 )
 
-from stsd.demo.local_aws import EXTERNAL_ID, REGION, ROLE_ARN, ROLE_NAME, USER_NAME
+from stsd.demo.local_aws import EXTERNAL_ID, ROLE_ARN, ROLE_NAME, USER_NAME, role_profile
 
 SECTION = "Daemon"
 MiB = 1024 * 1024
@@ -54,30 +55,11 @@ HOOK_TIMEOUT_SECONDS = 1.0
 CLIENTS = str(Path(__file__).with_name("load_clients.py"))
 
 
-def one_request(path: str, message: dict) -> dict:
-    """What a client does: connect, send one line, read one line."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(30)
-        sock.connect(path)
-        sock.sendall(json.dumps(message).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
-
-
 def add_profiles(world: BenchWorld, count: int) -> list[str]:
     """`count` extra role profiles, each a distinct role request (its own session name)."""
     names = [f"{ROLE_NAME}-{i:03d}" for i in range(count)]
     with (world.home / ".aws" / "config").open("a") as config:
-        for name in names:
-            config.write(
-                f"\n[profile {name}]\nrole_arn = {ROLE_ARN}\nsource_profile = {USER_NAME}\n"
-                f"external_id = {EXTERNAL_ID}\nrole_session_name = {name}\nregion = {REGION}\n"
-            )
+        config.writelines("\n" + role_profile(name, session_name=name) for name in names)
     return names
 
 
@@ -96,26 +78,6 @@ def echo_server(directory: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
-
-
-@contextmanager
-def _aws_files(world: BenchWorld) -> Iterator[None]:
-    """botocore in this process reads the world's AWS files and talks to the world's STS."""
-    values = {
-        "AWS_CONFIG_FILE": str(world.home / ".aws" / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(world.home / ".aws" / "credentials"),
-        "AWS_ENDPOINT_URL": world.env["AWS_ENDPOINT_URL"],
-    }
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _sts_client(aws: LocalAws):  # type: ignore[no-untyped-def]
@@ -212,7 +174,7 @@ def measure(aws: LocalAws, *, requests: int = 2000, seconds: float = 2.0, rounds
             )
 
             # The peer's own cache: botocore keeps resolved role credentials in the process.
-            with _aws_files(world):
+            with aws_environment(world.home, world.env["AWS_ENDPOINT_URL"]):
                 credentials = botocore.session.Session(profile=ROLE_NAME).get_credentials()
                 credentials.get_frozen_credentials()
                 times = interleaved(

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import http.client
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,8 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import BenchWorld, LocalAws, Row, bench_world, median, percentile, running_daemon
+from load_clients import drive_socket
+from measure import BenchWorld, LocalAws, Row, bench_world, median, one_request, percentile, running_daemon
 
 SECTION = "Endpoint"
 PROJECT = 'profile = "alice-sts"\ncredentials = "endpoint"\n'
@@ -42,19 +42,10 @@ def _http_once(url: str, token: str) -> None:
         connection.close()
 
 
-def _socket_once(path: str, line: bytes) -> None:
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(10)
-        sock.connect(path)
-        sock.sendall(line)
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    if not json.loads(data).get("ok"):
-        raise RuntimeError(f"daemon refused: {data[:200]!r}")
+def _socket_once(path: str, request: dict) -> None:
+    reply = one_request(path, request)
+    if not reply.get("ok"):
+        raise RuntimeError(f"daemon refused: {reply}")
 
 
 async def _drive_http(url: str, token: str, clients: int, seconds: float) -> int:
@@ -76,26 +67,6 @@ async def _drive_http(url: str, token: str, clients: int, seconds: float) -> int
             writer.close()
             if not reply.startswith(b"HTTP/1.1 200"):
                 raise RuntimeError(f"endpoint refused: {reply[:200]!r}")
-            done += 1
-
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return done
-
-
-async def _drive_socket(path: str, line: bytes, clients: int, seconds: float) -> int:
-    deadline = time.monotonic() + seconds
-    done = 0
-
-    async def client() -> None:
-        nonlocal done
-        while time.monotonic() < deadline:
-            reader, writer = await asyncio.open_unix_connection(path)
-            writer.write(line)
-            await writer.drain()
-            reply = await reader.readline()
-            writer.close()
-            if not json.loads(reply).get("ok"):
-                raise RuntimeError(f"daemon refused: {reply[:200]!r}")
             done += 1
 
     await asyncio.gather(*(client() for _ in range(clients)))
@@ -127,22 +98,22 @@ def _measure(world: BenchWorld, requests: int, seconds: float, clients: int) -> 
     variables = json.loads(world.stsd("env", "--json", str(project)))
     url = variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
     token = variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
-    line = json.dumps({"v": 1, "op": "credentials", "dir": str(project)}).encode() + b"\n"
+    request = {"v": 1, "op": "credentials", "dir": str(project)}
     path = str(world.socket)
     http_times: list[float] = []
     socket_times: list[float] = []
     for _ in range(50):  # warm both paths
         _http_once(url, token)
-        _socket_once(path, line)
+        _socket_once(path, request)
     for _ in range(requests):  # interleaved, so load on the machine falls on both alike
         start = time.perf_counter()
         _http_once(url, token)
         http_times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        _socket_once(path, line)
+        _socket_once(path, request)
         socket_times.append(time.perf_counter() - start)
     http_rate = _throughput("http", url, token, clients, seconds)
-    socket_rate = _throughput("socket", path, line.decode(), clients, seconds)
+    socket_rate = _throughput("socket", path, json.dumps(request) + "\n", clients, seconds)
     ms = 1e3
     return [
         Row(SECTION, "reply, held session, median", "ms", median(http_times) * ms, PEER, median(socket_times) * ms),
@@ -172,7 +143,7 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--load"]:
     if kind == "http":
         count = asyncio.run(_drive_http(target, secret, int(clients), float(seconds)))
     else:
-        count = asyncio.run(_drive_socket(target, secret.encode(), int(clients), float(seconds)))
+        count = asyncio.run(drive_socket(target, secret.encode(), int(clients), float(seconds)))
     print(count / (time.monotonic() - started))
 elif __name__ == "__main__":
     main()

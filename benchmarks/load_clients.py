@@ -11,8 +11,8 @@ import sys
 import time
 
 
-async def _drive(path: str, clients: int, seconds: float) -> int:
-    line = json.dumps({"v": 1, "op": "credentials", "profile": "alice-sts"}).encode() + b"\n"
+async def drive_socket(path: str, line: bytes, clients: int, seconds: float) -> int:
+    """`clients` concurrent clients sending `line` on a new connection each, for `seconds`: replies."""
     deadline = time.monotonic() + seconds
     done = 0
 
@@ -34,7 +34,8 @@ async def _drive(path: str, clients: int, seconds: float) -> int:
 
 def _throughput_main(path: str, clients: str, seconds: str) -> None:
     start = time.monotonic()
-    done = asyncio.run(_drive(path, int(clients), float(seconds)))
+    line = json.dumps({"v": 1, "op": "credentials", "profile": "alice-sts"}).encode() + b"\n"
+    done = asyncio.run(drive_socket(path, line, int(clients), float(seconds)))
     print(done / (time.monotonic() - start))
 
 

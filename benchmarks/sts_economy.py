@@ -16,17 +16,24 @@ disk cache across processes (five `aws` processes cost one AssumeRole, as five s
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import botocore.credentials
 import botocore.session
 from faultproxy import FaultProxy
-from measure import VENV_BIN, BenchWorld, LocalAws, Row, bench_world, run_checked, running_daemon
+from measure import (
+    VENV_BIN,
+    BenchWorld,
+    LocalAws,
+    Row,
+    aws_environment,
+    bench_world,
+    run_checked,
+    running_daemon,
+)
 
 from stsd.demo.local_aws import ROLE_NAME
 
@@ -94,30 +101,9 @@ def _reaped(processes: list[subprocess.Popen[bytes]]) -> list[subprocess.Popen[b
     return still
 
 
-@contextmanager
-def _aws_environment(home: Path, endpoint: str) -> Iterator[None]:
-    """botocore (in this process) reads the world's AWS files and talks to `endpoint`."""
-    values = {
-        "AWS_CONFIG_FILE": str(home / ".aws" / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(home / ".aws" / "credentials"),
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def per_process_calls(commands: int, world: BenchWorld, proxy: FaultProxy) -> int:
     """A fresh botocore credential resolver per command, as a new process without a shared cache builds."""
-    with _aws_environment(world.home, proxy.endpoint):
+    with aws_environment(world.home, proxy.endpoint):
         base = botocore.session.Session(profile=ROLE_NAME)
         proxy.reset_counts()
         for _ in range(commands):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -11,18 +12,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mfa_stub import mfa_sts, mfa_world  # noqa: F401  (fixtures for tests of MFA sources, shells included)
 from sso_stub import sso_world  # noqa: F401  (SSO portal stub and credential_process profiles)
 
-from stsd.demo.local_aws import LocalAws
+from stsd.demo.local_aws import REGION, LocalAws
 
 REPO = Path(__file__).resolve().parent.parent
 STSD = [sys.executable, "-m", "stsd"]
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 # Anything that could point an SDK at real AWS or at ambient credentials is removed from test processes.
 _AMBIENT = (
@@ -85,6 +88,26 @@ class World:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / ".stsd.toml").write_text(body)
         return directory
+
+    def allowed(self, name: str, body: str) -> Path:
+        """A project (as `project`) that `stsd allow` trusted."""
+        directory = self.project(name, body)
+        result = self.stsd("allow", str(directory))
+        assert result.returncode == 0, result.stderr
+        return directory
+
+    def env_json(self, directory: Path, *extra: str) -> dict[str, Any]:
+        """What `stsd env --json` gives for `directory` (None: a variable to unset)."""
+        result = self.stsd("env", "--json", *extra, str(directory))
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    def write_config(self, text: str) -> Path:
+        """The daemon's $XDG_CONFIG_HOME/stsd/config.toml (read when a daemon starts)."""
+        path = Path(self.env["XDG_CONFIG_HOME"]) / "stsd" / "config.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
 
     def stsd(
         self, *args: str, check: bool = False, timeout: float = 30, **kwargs
@@ -204,17 +227,21 @@ class Daemon:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 @pytest.fixture
 def daemon(world: World) -> Iterator[Daemon]:
-    d = Daemon(world)
-    yield d
-    d.stop()
+    with Daemon(world) as d:
+        yield d
 
 
-@pytest.fixture
-def world_env(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
-    """Run in-process daemon code inside `world`: its HOME, XDG dirs, AWS files and local STS endpoint."""
+def enter_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """Run in-process daemon code inside `world` as it is now: its HOME, XDG dirs, AWS files and endpoints."""
     for name in _AMBIENT:
         monkeypatch.delenv(name, raising=False)
     for name, value in world.env.items():
@@ -222,12 +249,31 @@ def world_env(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
     return world
 
 
+@pytest.fixture
+def world_env(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """Run in-process daemon code inside `world`: its HOME, XDG dirs, AWS files and local STS endpoint."""
+    return enter_world(world, monkeypatch)
+
+
+def caller_arn(endpoint: str, variables: Mapping[str, Any]) -> str:
+    """Who STS at `endpoint` says the credentials in `variables` (AWS_ACCESS_KEY_ID etc.) belong to."""
+    import boto3
+
+    sts = boto3.client(
+        "sts",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=variables["AWS_SESSION_TOKEN"],
+    )
+    return str(sts.get_caller_identity()["Arn"])
+
+
 def ask_daemon(socket_path: Path, *messages: dict, timeout: float = 30) -> list[dict]:
     """Send `messages` (protocol version added) over one raw connection; the replies, in order.
 
     Raw on purpose: tests of the daemon should not depend on the client's autostart or its env."""
-    import json
-
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(timeout)
         sock.connect(str(socket_path))
@@ -236,3 +282,19 @@ def ask_daemon(socket_path: Path, *messages: dict, timeout: float = 30) -> list[
             stream.write(json.dumps({"v": 1, **message}).encode() + b"\n")
         stream.flush()
         return [json.loads(stream.readline()) for _ in messages]
+
+
+def raw_exchange(socket_path: Path, payload: bytes, replies: int = 1, timeout: float = 10) -> list[dict]:
+    """Send raw bytes, read `replies` reply lines (fewer if the daemon closes the connection)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(socket_path))
+        sock.sendall(payload)
+        stream = sock.makefile("rb")
+        answers = []
+        for _ in range(replies):
+            line = stream.readline()
+            if not line:
+                break
+            answers.append(json.loads(line))
+        return answers

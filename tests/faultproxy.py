@@ -8,24 +8,20 @@ error (a chosen AWS error code, e.g. ExpiredToken). Loopback only; every sleep i
 
 from __future__ import annotations
 
-import http.client
 import socket
 import threading
 import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
+
+from stub_http import QuietHandler, serve, sts_error_xml
 
 Mode = Literal["pass", "down", "slow", "throttle", "garbage", "error"]
 ThrottleKind = Literal["400", "429", "503"]
 
-_ERROR_XML = (
-    '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
-    "<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
-    "<RequestId>00000000-0000-0000-0000-faultproxy00</RequestId></ErrorResponse>"
-)
+_REQUEST_ID = "00000000-0000-0000-0000-faultproxy00"
 _GARBAGE = b"\x00\xff<<not xml>>\x89PNG\r\n\x1a\n" + bytes(range(256))
 
 
@@ -55,22 +51,24 @@ class FaultProxy:
         self._calls: list[Call] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        self._server = serve(self, _ProxyHandler)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._server.endpoint
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     def start(self) -> FaultProxy:
-        self._listen()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         self._stopping.set()
-        self._close_listener()
+        self._server.stop()
 
     def __enter__(self) -> FaultProxy:
         return self.start()
@@ -88,9 +86,9 @@ class FaultProxy:
         with self._lock:
             self.mode = mode
         if mode == "down":
-            self._close_listener()
-        elif self._server is None:
-            self._listen()
+            self._server.stop()  # the port stays this proxy's: start() listens on it again
+        elif not self._server.listening:
+            self._server.start()
 
     # -- counting --------------------------------------------------------------------------------------
     def calls(self, action: str | None = None) -> list[Call]:
@@ -109,38 +107,6 @@ class FaultProxy:
             self._calls.clear()
 
     # -- internals -------------------------------------------------------------------------------------
-    def _listen(self) -> None:
-        proxy = self
-        port = self.port
-
-        class Handler(_ProxyHandler):
-            owner = proxy
-
-        # Re-listen on the same port after `down`, so the daemon's endpoint stays valid.
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                server = _Server(("127.0.0.1", port), Handler)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        server.daemon_threads = True
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-
-    def _close_listener(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
     def _record(self, action: str) -> str:
         with self._lock:
             applies = self.actions is None or action in self.actions
@@ -149,25 +115,14 @@ class FaultProxy:
             return mode
 
 
-class _Server(ThreadingHTTPServer):
-    # The default backlog (5) drops connections in a burst of concurrent STS calls (a cold start of
-    # many roles): the client then waits out its connect timeout, a failure of the proxy, not of STS.
-    request_queue_size = 128
-
-
-class _ProxyHandler(BaseHTTPRequestHandler):
-    owner: FaultProxy
-    protocol_version = "HTTP/1.0"  # one request per connection: `down` then takes effect at once
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+class _ProxyHandler(QuietHandler):
+    owner: FaultProxy  # one request per connection (QuietHandler): `down` then takes effect at once
 
     def do_GET(self) -> None:
         self._handle(b"")
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self._handle(self.rfile.read(length) if length else b"")
+        self._handle(self.body())
 
     def _handle(self, body: bytes) -> None:
         action = _action_of(self.path, body)
@@ -180,10 +135,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             elif mode == "throttle":
                 self._throttle()
             elif mode == "garbage":
-                self._reply(200, _GARBAGE, "text/xml")
+                self.reply(200, _GARBAGE, "text/xml")
             elif mode == "error":
-                xml = _ERROR_XML.format(code=self.owner.error_code, message="injected by faultproxy")
-                self._reply(self.owner.error_status, xml.encode(), "text/xml")
+                self._error(self.owner.error_status, self.owner.error_code, "injected by faultproxy")
             else:
                 self._forward(body)
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
@@ -192,35 +146,20 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _throttle(self) -> None:
         kind = self.owner.throttle_kind
         if kind == "429":
-            xml = _ERROR_XML.format(code="TooManyRequestsException", message="Too Many Requests")
-            self._reply(429, xml.encode(), "text/xml")
+            self._error(429, "TooManyRequestsException", "Too Many Requests")
         elif kind == "503":
             # What a load balancer in front of STS answers: HTML, no AWS error code.
-            self._reply(503, b"<html><body><b>Service Unavailable</b></body></html>", "text/html")
+            self.reply(503, b"<html><body><b>Service Unavailable</b></body></html>", "text/html")
         else:
-            xml = _ERROR_XML.format(code="Throttling", message="Rate exceeded")
-            self._reply(400, xml.encode(), "text/xml")
+            self._error(400, "Throttling", "Rate exceeded")
 
     def _forward(self, body: bytes) -> None:
-        upstream = http.client.HTTPConnection(self.owner.upstream_host, self.owner.upstream_port, timeout=30)
-        try:
-            # Headers go through unchanged (Host included) so the SigV4 signature still matches.
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
-            upstream.request(self.command, self.path, body=body or None, headers=headers)
-            reply = upstream.getresponse()
-            data = reply.read()
-            content_type = reply.getheader("Content-Type") or "text/xml"
-            self._reply(reply.status, data, content_type)
-        finally:
-            upstream.close()
+        # Headers go through unchanged (Host included) so the SigV4 signature still matches.
+        owner = self.owner
+        self.reply(*self.relay(owner.upstream_host, owner.upstream_port, body, dict(self.headers.items())))
 
-    def _reply(self, status: int, data: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
+    def _error(self, status: int, code: str, message: str) -> None:
+        self.reply(status, sts_error_xml(code, message, _REQUEST_ID), "text/xml")
 
 
 def _action_of(path: str, body: bytes) -> str:

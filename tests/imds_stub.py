@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from stub_http import LocalServer, QuietHandler, serve
 
 from stsd.demo.local_aws import ACCOUNT_ID, LocalAws
 
@@ -81,8 +80,7 @@ def create_instance_role(aws: LocalAws) -> InstanceCredentials:
             {"Effect": "Allow", "Action": ["s3:ListAllMyBuckets", "sts:GetCallerIdentity"], "Resource": "*"}
         ],
     }
-    aws.set_enforcement(False)
-    try:
+    with aws.unenforced():
         iam = aws.client("iam")
         existing = {role["RoleName"] for role in iam.list_roles()["Roles"]}
         if INSTANCE_ROLE_NAME not in existing:
@@ -102,8 +100,6 @@ def create_instance_role(aws: LocalAws) -> InstanceCredentials:
         reply = aws.client("sts").assume_role(
             RoleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{INSTANCE_ROLE_NAME}", RoleSessionName=INSTANCE_ID
         )
-    finally:
-        aws.set_enforcement(True)
     issued = reply["Credentials"]
     return InstanceCredentials(
         issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"], issued["Expiration"]
@@ -121,69 +117,20 @@ class ImdsStub:
     credential_reads: int = 0
     container_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     _tokens: set[str] = field(default_factory=set)
-    _server: ThreadingHTTPServer | None = None
+    _server: LocalServer | None = None
 
     @property
     def endpoint(self) -> str:
         assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+        return self._server.endpoint + "/"
 
     def start(self) -> ImdsStub:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # keep test output clean
-                pass
-
-            def do_PUT(self) -> None:
-                ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
-                if self.path != _TOKEN_PATH or not ttl:
-                    self._reply(400, "text/plain", "missing token TTL")
-                    return
-                token = secrets.token_urlsafe(32)
-                stub._tokens.add(token)
-                stub.token_requests += 1
-                self._reply(200, "text/plain", token)
-
-            def do_GET(self) -> None:
-                if self.path == CONTAINER_PATH:
-                    self._container_credentials()
-                elif self.headers.get("X-aws-ec2-metadata-token") not in stub._tokens:
-                    stub.unauthorized += 1
-                    self._reply(401, "text/plain", "Unauthorized")
-                elif self.path == _CREDENTIALS_PATH:
-                    self._reply(200, "text/plain", stub.role_name)
-                elif self.path == _CREDENTIALS_PATH + stub.role_name:
-                    stub.credential_reads += 1
-                    self._reply(200, "application/json", json.dumps(stub.document()))
-                else:
-                    self._reply(404, "text/plain", "Not Found")
-
-            def _container_credentials(self) -> None:
-                # The ECS/container endpoint: the token goes verbatim in Authorization.
-                if self.headers.get("Authorization") != stub.container_token:
-                    stub.unauthorized += 1
-                    self._reply(401, "text/plain", "Unauthorized")
-                    return
-                stub.credential_reads += 1
-                self._reply(200, "application/json", json.dumps(stub.document()))
-
-            def _reply(self, status: int, content_type: str, body: str) -> None:
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve(self, _Handler).start()
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def document(self) -> dict[str, str]:
@@ -196,6 +143,48 @@ class ImdsStub:
             "Token": self.credentials.token,
             "Expiration": self.credentials.expiration.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
+
+
+class _Handler(QuietHandler):
+    owner: ImdsStub
+
+    def do_PUT(self) -> None:
+        ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+        if self.path != _TOKEN_PATH or not ttl:
+            self._reply(400, "text/plain", "missing token TTL")
+            return
+        token = secrets.token_urlsafe(32)
+        self.owner._tokens.add(token)
+        self.owner.token_requests += 1
+        self._reply(200, "text/plain", token)
+
+    def do_GET(self) -> None:
+        stub = self.owner
+        if self.path == CONTAINER_PATH:
+            self._container_credentials()
+        elif self.headers.get("X-aws-ec2-metadata-token") not in stub._tokens:
+            stub.unauthorized += 1
+            self._reply(401, "text/plain", "Unauthorized")
+        elif self.path == _CREDENTIALS_PATH:
+            self._reply(200, "text/plain", stub.role_name)
+        elif self.path == _CREDENTIALS_PATH + stub.role_name:
+            stub.credential_reads += 1
+            self._reply(200, "application/json", json.dumps(stub.document()))
+        else:
+            self._reply(404, "text/plain", "Not Found")
+
+    def _container_credentials(self) -> None:
+        # The ECS/container endpoint: the token goes verbatim in Authorization.
+        stub = self.owner
+        if self.headers.get("Authorization") != stub.container_token:
+            stub.unauthorized += 1
+            self._reply(401, "text/plain", "Unauthorized")
+            return
+        stub.credential_reads += 1
+        self._reply(200, "application/json", json.dumps(stub.document()))
+
+    def _reply(self, status: int, content_type: str, body: str) -> None:
+        self.reply(status, body.encode(), content_type)
 
 
 @contextmanager

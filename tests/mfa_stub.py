@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import json
 import secrets
 import struct
@@ -42,17 +41,18 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from stub_http import STS_XMLNS, QuietHandler, serve, sts_error_xml
 
-from stsd.demo.local_aws import ACCOUNT_ID, REGION, USER_NAME, LocalAws
+from stsd.demo.local_aws import ACCOUNT_ID, REGION, ROLE_POLICY, USER_NAME, AliceKeys, LocalAws, trust_policy
 
 MFA_ROLE_NAME = "alice-mfa"
 MFA_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{MFA_ROLE_NAME}"
@@ -60,13 +60,8 @@ MFA_SERIAL = f"arn:aws:iam::{ACCOUNT_ID}:mfa/{USER_NAME}"
 TOTP_SECRET = b"stsd-test-totp-secret"  # the "device" shared by the stub and the tests
 TOTP_STEP_S = 30
 
-_XMLNS = "https://sts.amazonaws.com/doc/2011-06-15/"
-_ERROR_XML = (
-    f'<ErrorResponse xmlns="{_XMLNS}"><Error><Type>Sender</Type><Code>{{code}}</Code>'
-    "<Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
-)
 _SESSION_XML = (
-    f'<GetSessionTokenResponse xmlns="{_XMLNS}"><GetSessionTokenResult><Credentials>'
+    f'<GetSessionTokenResponse xmlns="{STS_XMLNS}"><GetSessionTokenResult><Credentials>'
     "<AccessKeyId>{key}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>"
     "<SessionToken>{token}</SessionToken><Expiration>{expiration}</Expiration>"
     "</Credentials></GetSessionTokenResult><ResponseMetadata><RequestId>{request_id}</RequestId>"
@@ -106,23 +101,7 @@ print(f"{{(struct.unpack('>I', digest[offset:offset + 4])[0] & 0x7FFFFFFF) % 100
 
 # -- the MFA part of the world -------------------------------------------------------------------------
 
-_MFA_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {
-                "AWS": [f"arn:aws:iam::{ACCOUNT_ID}:root", f"arn:aws:iam::{ACCOUNT_ID}:user/alice"]
-            },
-            "Action": "sts:AssumeRole",
-            "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}},
-        }
-    ],
-}
-_MFA_ROLE_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:GetCallerIdentity"], "Resource": "*"}],
-}
+_MFA_TRUST = trust_policy({"Bool": {"aws:MultiFactorAuthPresent": "true"}})
 # AWS lets every IAM user call GetSessionToken; moto under enforcement wants it in a policy.
 _MFA_USER_POLICY = {
     "Version": "2012-10-17",
@@ -140,8 +119,7 @@ def create_mfa_role(aws: LocalAws) -> None:
     with _world_lock:
         if id(aws) in _world_ready:
             return
-        aws.set_enforcement(False)
-        try:
+        with aws.unenforced():
             iam = aws.client("iam")
             iam.create_role(
                 RoleName=MFA_ROLE_NAME,
@@ -149,14 +127,27 @@ def create_mfa_role(aws: LocalAws) -> None:
                 MaxSessionDuration=3600,
             )
             iam.put_role_policy(
-                RoleName=MFA_ROLE_NAME, PolicyName="s3-access", PolicyDocument=json.dumps(_MFA_ROLE_POLICY)
+                RoleName=MFA_ROLE_NAME, PolicyName="s3-access", PolicyDocument=json.dumps(ROLE_POLICY)
             )
             iam.put_user_policy(
                 UserName=USER_NAME, PolicyName="mfa-session", PolicyDocument=json.dumps(_MFA_USER_POLICY)
             )
-        finally:
-            aws.set_enforcement(True)
         _world_ready.add(id(aws))
+
+
+@contextmanager
+def second_access_key(aws: LocalAws) -> Iterator[AliceKeys]:
+    """A second real access key of alice (moto allows two a user), deleted afterwards unless a test did."""
+    with aws.unenforced():
+        issued = aws.client("iam").create_access_key(UserName=USER_NAME)["AccessKey"]
+    try:
+        yield AliceKeys(issued["AccessKeyId"], issued["SecretAccessKey"])
+    finally:
+        with aws.unenforced():
+            iam = aws.client("iam")
+            held = iam.list_access_keys(UserName=USER_NAME)["AccessKeyMetadata"]
+            if issued["AccessKeyId"] in [key["AccessKeyId"] for key in held]:
+                iam.delete_access_key(UserName=USER_NAME, AccessKeyId=issued["AccessKeyId"])
 
 
 def role_requires_mfa(role_arn: str) -> bool:
@@ -228,13 +219,11 @@ class StsMfaStub:
         self.mfa_denials = 0  # AssumeRole refused for want of MFA
         self.sessions: dict[str, IssuedSession] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        self._server = serve(self, _Handler)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._server.endpoint
 
     def issue(self, user_key_id: str, *, expires: float, mfa: bool = False) -> IssuedSession:
         """A session of the user's key that this stub honours until `expires` (epoch seconds): what
@@ -255,40 +244,21 @@ class StsMfaStub:
             return self.requests[action]
 
     def __enter__(self) -> StsMfaStub:
-        stub = self
-
-        class Handler(_Handler):
-            owner = stub
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._server.stop()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     owner: StsMfaStub
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:
         self._forward(b"", dict(self.headers.items()))
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self.body()
         form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("latin-1")).items()}
         action = form.get("Action", "other")
         with self.owner._lock:
@@ -310,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _get_session_token(self, form: dict[str, str], body: bytes, headers: dict[str, str]) -> None:
         status, data, content_type = self._upstream(body, headers)
         if status != 200:  # moto refused the key or the call: its answer stands
-            self._reply(status, data, content_type)
+            self.reply(status, data, content_type)
             return
         key_id = _credential_scope(headers)[0]
         user = self.owner.users.get(key_id)
@@ -347,7 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
             expiration=expiration,
             request_id=secrets.token_hex(8),
         )
-        self._reply(200, xml.encode(), "text/xml")
+        self.reply(200, xml.encode(), "text/xml")
 
     def _refuse_code(self, message: str) -> None:
         with self.owner._lock:
@@ -399,29 +369,13 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing ------------------------------------------------------------------------------------
 
     def _upstream(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str]:
-        upstream = http.client.HTTPConnection(self.owner.upstream_host, self.owner.upstream_port, timeout=30)
-        try:
-            sent = {k: v for k, v in headers.items() if k.lower() != "connection"}
-            upstream.request(self.command, self.path, body=body or None, headers=sent)
-            reply = upstream.getresponse()
-            return reply.status, reply.read(), reply.getheader("Content-Type") or "text/xml"
-        finally:
-            upstream.close()
+        return self.relay(self.owner.upstream_host, self.owner.upstream_port, body, headers)
 
     def _forward(self, body: bytes, headers: dict[str, str]) -> None:
-        self._reply(*self._upstream(body, headers))
+        self.reply(*self._upstream(body, headers))
 
     def _error(self, status: int, code: str, message: str) -> None:
-        xml = _ERROR_XML.format(code=code, message=message, request_id=secrets.token_hex(8))
-        self._reply(status, xml.encode(), "text/xml")
-
-    def _reply(self, status: int, data: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
+        self.reply(status, sts_error_xml(code, message, secrets.token_hex(8)), "text/xml")
 
 
 def _header(headers: dict[str, str], name: str) -> str | None:
@@ -472,14 +426,9 @@ def mfa_sts(local_aws: LocalAws) -> Iterator[StsMfaStub]:
     assert local_aws.alice is not None
     create_mfa_role(local_aws)
     alice = Key(local_aws.alice.access_key_id, local_aws.alice.secret_access_key)
-    local_aws.set_enforcement(False)
-    try:
-        # moto allows two keys per user: this second one is handed out as the sessions' "temporary" key.
-        issued = local_aws.client("iam").create_access_key(UserName=USER_NAME)["AccessKey"]
-    finally:
-        local_aws.set_enforcement(True)
-    temporary = Key(issued["AccessKeyId"], issued["SecretAccessKey"])
-    try:
+    # The second key is handed out as the sessions' "temporary" key.
+    with second_access_key(local_aws) as issued:
+        temporary = Key(issued.access_key_id, issued.secret_access_key)
         with StsMfaStub(
             local_aws.endpoint,
             users={alice.access_key_id: alice},
@@ -487,12 +436,6 @@ def mfa_sts(local_aws: LocalAws) -> Iterator[StsMfaStub]:
             temporary=temporary,
         ) as stub:
             yield stub
-    finally:
-        local_aws.set_enforcement(False)
-        try:
-            local_aws.client("iam").delete_access_key(UserName=USER_NAME, AccessKeyId=temporary.access_key_id)
-        finally:
-            local_aws.set_enforcement(True)
 
 
 MFA_PROFILES = f"""

@@ -44,13 +44,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from mfa_stub import StsMfaStub
+from stub_http import QuietHandler, serve
 
-from stsd.demo.local_aws import ACCOUNT_ID, EXTERNAL_ID, REGION, ROLE_ARN, LocalAws
+from stsd.demo.local_aws import ACCOUNT_ID, REGION, LocalAws, role_profile
 
 SSO_SESSION = "corp"
 START_URL = "https://corp.example.com/start"
@@ -84,13 +84,11 @@ class SsoPortalStub:
         self.oidc: Counter[str] = Counter()  # sso-oidc calls by operation and outcome
         self.calls: Counter[str] = Counter()  # GetRoleCredentials by outcome: ok, unauthorized, ...
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        self._server = serve(self, _Handler)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._server.endpoint
 
     @property
     def fetches(self) -> int:
@@ -130,33 +128,15 @@ class SsoPortalStub:
             self.tokens.pop(token, None)
 
     def __enter__(self) -> SsoPortalStub:
-        stub = self
-
-        class Handler(_Handler):
-            owner = stub
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._server.stop()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     owner: SsoPortalStub
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:
         stub = self.owner
@@ -187,9 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         stub = self.owner
-        length = int(self.headers.get("Content-Length") or 0)
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
+            body = json.loads(self.body() or b"{}")
         except ValueError:
             body = {}
         operation = {
@@ -276,15 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, body, headers)
 
     def _reply(self, status: int, body: dict[str, object], headers: dict[str, str]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
+        self.reply(status, json.dumps(body).encode(), "application/json", headers)
 
 
 # -- the SSO part of the world -------------------------------------------------------------------------
@@ -308,24 +279,12 @@ sso_account_id = {ACCOUNT_ID}
 sso_role_name = {SSO_ROLE}
 region = {REGION}
 
-[profile dev-sts]
-role_arn = {ROLE_ARN}
-source_profile = dev
-external_id = {EXTERNAL_ID}
-role_session_name = sso-access
-region = {REGION}
-
+{role_profile("dev-sts", session_name="sso-access", source="dev")}
 [profile proc]
 credential_process = {{process}}
 region = {REGION}
 
-[profile proc-sts]
-role_arn = {ROLE_ARN}
-source_profile = proc
-external_id = {EXTERNAL_ID}
-role_session_name = proc-access
-region = {REGION}
-"""
+{role_profile("proc-sts", session_name="proc-access", source="proc")}"""
 
 # A credential_process: prints a session the STS stub honours, expiring an hour (or the seconds in the file
 # `lifetime` beside it) after "now" (the time in the file `clock` beside it when there is one: tests with a

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, Daemon, World
+from other_user import NOBODY, SYSTEM_PYTHON, run_as
+from other_user import as_root as as_other_user
 
 from stsd.demo.local_aws import EXTERNAL_ID, ROLE_ARN, ROLE_NAME, USER_NAME
 from stsd.project.discovery import PROJECT_FILE_NAME, discover, find_project_file, ignored_message
 from stsd.project.projectfile import ProjectFileError, load_project_file
 from stsd.project.projectfile import find_project_file as find_project_path
 
-NOBODY = 65534
 OTHER = 65533  # a uid that is neither nobody nor root, for the test run as nobody
-SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
 PROJECT = (
     f'role_arn = "{ROLE_ARN}"\nsource_profile = "{USER_NAME}"\nexternal_id = "{EXTERNAL_ID}"\n'
     'region = "us-east-1"\n'
@@ -31,10 +31,6 @@ PROJECT = (
 FOREIGN = 'role_arn = "arn:aws:iam::123456789012:role/theirs"\nsource_profile = "mallory"\n'
 
 as_root = pytest.mark.skipif(os.getuid() != 0, reason="needs root to chown files to another user")
-as_root_with_setpriv = pytest.mark.skipif(
-    os.getuid() != 0 or shutil.which("setpriv") is None,
-    reason="needs root and setpriv to act as another user",
-)
 
 
 def write(directory: Path, body: str = PROJECT, owner: int | None = None) -> Path:
@@ -186,7 +182,7 @@ def open_tree() -> Iterator[Path]:
     shutil.rmtree(base, ignore_errors=True)
 
 
-@as_root_with_setpriv
+@as_other_user
 def test_for_another_user_their_own_and_roots_files_govern_but_not_a_third_users(open_tree: Path) -> None:
     nothing_above(open_tree)
     roots = write(open_tree / "a")
@@ -199,11 +195,9 @@ def test_for_another_user_their_own_and_roots_files_govern_but_not_a_third_users
         "print(json.dumps([discover(d) for d in sys.argv[2:]]))"
     )
 
-    result = subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", SYSTEM_PYTHON, "-I", "-c",
-         probe, str(REPO), str(open_tree / "a"), str(open_tree / "a" / "b" / "c")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = run_as(
+        [SYSTEM_PYTHON, "-I", "-c", probe, str(REPO), str(open_tree / "a"), str(open_tree / "a" / "b" / "c")]
+    )
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [[str(roots), []], [str(theirs), [[str(third), OTHER]]]]

@@ -7,8 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -18,40 +16,31 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import Daemon, World, ask_daemon
+from other_user import SYSTEM_PYTHON, as_root, run_as
 
 from stsd.daemon.endpoint import _diag_uid, _proc_address, _proc_uid, peer_uid
 
 ENDPOINT_PROJECT = 'profile = "alice-sts"\ncredentials = "endpoint"\n'
 SHORT_ENDPOINT_PROJECT = 'profile = "alice-sts"\ncredentials = "endpoint"\nduration_seconds = 900\n'
-NOBODY = 65534
-
-
-def write_config(world: World, text: str) -> None:
-    config = Path(world.env["XDG_CONFIG_HOME"]) / "stsd" / "config.toml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(text)
 
 
 @pytest.fixture
 def endpoint_daemon(world: World) -> Iterator[Daemon]:
     # Forced renewals once a second: the SDK tests renew several times within one process's life.
-    write_config(world, "forced_renewal_interval_seconds = 1\n")
-    d = Daemon(world)
-    yield d
-    d.stop()
+    world.write_config("forced_renewal_interval_seconds = 1\n")
+    with Daemon(world) as daemon:
+        yield daemon
 
 
-def trusted(world: World, name: str, body: str) -> Path:
-    directory = world.project(name, body)
-    result = world.stsd("allow", str(directory))
-    assert result.returncode == 0, result.stderr
-    return directory
-
-
-def env_json(world: World, directory: Path, *extra: str) -> dict[str, Any]:
-    result = world.stsd("env", "--json", *extra, str(directory))
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+def endpoint_of(world: World, body: str = ENDPOINT_PROJECT) -> tuple[Path, str, str]:
+    """A trusted project in endpoint mode: its directory, and the URL and token `stsd env` gives for it."""
+    directory = world.allowed("p", body)
+    variables = world.env_json(directory)
+    return (
+        directory,
+        variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+        variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
+    )
 
 
 def applied(world: World, variables: dict[str, Any]) -> dict[str, str]:
@@ -94,8 +83,8 @@ def get(
 def test_endpoint_mode_exports_the_url_and_token_and_unsets_keys_and_profiles(
     world: World, endpoint_daemon: Daemon
 ) -> None:
-    directory = trusted(world, "p", ENDPOINT_PROJECT)
-    variables = env_json(world, directory)
+    directory = world.allowed("p", ENDPOINT_PROJECT)
+    variables = world.env_json(directory)
     url = variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
     assert url.startswith("http://127.0.0.1:") and url.endswith("/credentials")
     assert len(variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]) >= 43  # 256 bits, base64url
@@ -116,8 +105,8 @@ def test_endpoint_mode_exports_the_url_and_token_and_unsets_keys_and_profiles(
 
 
 def test_env_mode_clears_container_variables(world: World, endpoint_daemon: Daemon) -> None:
-    directory = trusted(world, "p", 'profile = "alice-sts"\n')
-    variables = env_json(world, directory)
+    directory = world.allowed("p", 'profile = "alice-sts"\n')
+    variables = world.env_json(directory)
     assert variables["AWS_ACCESS_KEY_ID"]
     for name in (
         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
@@ -129,7 +118,7 @@ def test_env_mode_clears_container_variables(world: World, endpoint_daemon: Daem
 
 
 def test_exec_endpoint_overrides_an_env_mode_project(world: World, endpoint_daemon: Daemon) -> None:
-    directory = trusted(world, "p", 'profile = "alice-sts"\n')
+    directory = world.allowed("p", 'profile = "alice-sts"\n')
     result = world.stsd(
         "exec", "--endpoint", "--dir", str(directory), "--", sys.executable, "-c",
         "import os, json; print(json.dumps({k: v for k, v in os.environ.items() if k.startswith('AWS_')}))",
@@ -148,17 +137,14 @@ def test_credentials_mode_is_validated_strictly(world: World, endpoint_daemon: D
 
 
 def test_daemon_config_sets_the_default_mode(world: World) -> None:
-    write_config(world, 'credentials = "endpoint"\n')
-    daemon = Daemon(world)
-    try:
-        directory = trusted(world, "p", 'profile = "alice-sts"\n')
-        assert env_json(world, directory)["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+    world.write_config('credentials = "endpoint"\n')
+    with Daemon(world):
+        directory = world.allowed("p", 'profile = "alice-sts"\n')
+        assert world.env_json(directory)["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
         # A project that says env keeps env.
-        other = trusted(world, "q", 'profile = "alice-sts"\ncredentials = "env"\n')
-        assert env_json(world, other)["AWS_ACCESS_KEY_ID"]
-    finally:
-        daemon.stop()
-    write_config(world, 'credentials = "both"\n')
+        other = world.allowed("q", 'profile = "alice-sts"\ncredentials = "env"\n')
+        assert world.env_json(other)["AWS_ACCESS_KEY_ID"]
+    world.write_config('credentials = "both"\n')
     result = world.stsd("serve")
     assert result.returncode == 2
     assert 'credentials: expected "env" or "endpoint"' in result.stderr
@@ -168,12 +154,7 @@ def test_daemon_config_sets_the_default_mode(world: World) -> None:
 
 
 def test_endpoint_answers_the_daemons_current_session(world: World, endpoint_daemon: Daemon) -> None:
-    directory = trusted(world, "p", ENDPOINT_PROJECT)
-    variables = env_json(world, directory)
-    url, token = (
-        variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
-        variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
-    )
+    directory, url, token = endpoint_of(world)
     status, body = get(url, token)
     assert status == 200, body
     assert set(body) == {"AccessKeyId", "SecretAccessKey", "Token", "Expiration", "RoleArn"}
@@ -198,8 +179,8 @@ def test_endpoint_answers_the_daemons_current_session(world: World, endpoint_dae
 def test_endpoint_refuses(
     world: World, endpoint_daemon: Daemon, token: str | None, host: str | None, headers: dict, method: str, status: int, code: str
 ) -> None:  # fmt: skip
-    directory = trusted(world, "p", ENDPOINT_PROJECT)
-    variables = env_json(world, directory)
+    directory = world.allowed("p", ENDPOINT_PROJECT)
+    variables = world.env_json(directory)
     url = variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
     if token == "RIGHT":
         token = variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
@@ -211,12 +192,7 @@ def test_endpoint_refuses(
 def test_editing_or_denying_the_file_revokes_its_token_with_a_message_naming_the_fix(
     world: World, endpoint_daemon: Daemon
 ) -> None:
-    directory = trusted(world, "p", ENDPOINT_PROJECT)
-    variables = env_json(world, directory)
-    url, token = (
-        variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
-        variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
-    )
+    directory, url, token = endpoint_of(world)
     assert get(url, token)[0] == 200
     (directory / ".stsd.toml").write_text(ENDPOINT_PROJECT + 'region = "us-east-2"\n')
     status, body = get(url, token)
@@ -226,7 +202,7 @@ def test_editing_or_denying_the_file_revokes_its_token_with_a_message_naming_the
     assert world.stsd("allow", str(directory)).returncode == 0
     status, body = get(url, token)
     assert status == 403 and body["code"] == "untrusted"  # every later request is told why
-    fresh = env_json(world, directory)["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    fresh = world.env_json(directory)["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
     assert fresh != token and get(url, fresh)[0] == 200
     assert world.stsd("deny", str(directory)).returncode == 0
     for _ in range(2):
@@ -237,70 +213,46 @@ def test_editing_or_denying_the_file_revokes_its_token_with_a_message_naming_the
 def test_stsd_stop_revokes_every_token(world: World) -> None:
     started = world.stsd("start", timeout=60)
     assert started.returncode == 0, started.stderr
-    directory = trusted(world, "p", ENDPOINT_PROJECT)
-    variables = env_json(world, directory)
-    url, token = (
-        variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
-        variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
-    )
+    directory, url, token = endpoint_of(world)
     assert get(url, token)[0] == 200
     assert world.stsd("stop").returncode == 0
     with pytest.raises(OSError):
         get(url, token)
-    again = Daemon(world)
-    try:
-        new = env_json(world, directory)
+    with Daemon(world):
+        new = world.env_json(directory)
         status, body = get(new["AWS_CONTAINER_CREDENTIALS_FULL_URI"], token)
         assert (status, body["code"]) == (401, "unauthorized")
-    finally:
-        again.stop()
 
 
 def test_a_brief_restart_keeps_serving_the_same_url_and_token(world: World, endpoint_daemon: Daemon) -> None:
     """systemctl restart, an upgrade, a crash: processes started before keep their URL and token, so
     credentials they still hold never turn into a failed call at their next refresh."""
-    directory = trusted(world, "p", ENDPOINT_PROJECT)
-    variables = env_json(world, directory)
-    url, token = (
-        variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
-        variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
-    )
+    directory, url, token = endpoint_of(world)
     endpoint_daemon.stop()  # SIGTERM, as systemd sends it
-    again = Daemon(world)
-    try:
+    with Daemon(world):
         status, body = get(url, token)
         assert status == 200, body
-        assert env_json(world, directory)["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == token
-    finally:
-        again.stop()
+        assert world.env_json(directory)["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == token
 
 
 def test_token_file_mode_writes_a_private_file_without_newline(world: World) -> None:
-    write_config(world, "endpoint_token_file = true\n")
-    daemon = Daemon(world)
-    try:
-        directory = trusted(world, "p", ENDPOINT_PROJECT)
-        variables = env_json(world, directory)
+    world.write_config("endpoint_token_file = true\n")
+    with Daemon(world):
+        directory = world.allowed("p", ENDPOINT_PROJECT)
+        variables = world.env_json(directory)
         assert variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"] is None
         path = Path(variables["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"])
         assert path.stat().st_mode & 0o777 == 0o600
         token = path.read_text()
         assert "\n" not in token and len(token) >= 43
         assert get(variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"], token)[0] == 200
-    finally:
-        daemon.stop()
     assert path.exists()  # kept for a brief restart
     assert world.stsd("stop").returncode == 0  # no daemon runs: stop still revokes what was saved
     assert not path.exists()
 
 
 def test_two_hundred_concurrent_requests_are_served(world: World, endpoint_daemon: Daemon) -> None:
-    directory = trusted(world, "p", ENDPOINT_PROJECT)
-    variables = env_json(world, directory)
-    url, token = (
-        variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
-        variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
-    )
+    _, url, token = endpoint_of(world)
     results: list[int] = []
     barrier = threading.Barrier(200)
 
@@ -317,8 +269,8 @@ def test_two_hundred_concurrent_requests_are_served(world: World, endpoint_daemo
 
 
 def test_status_shows_the_endpoint(world: World, endpoint_daemon: Daemon) -> None:
-    directory = trusted(world, "p", ENDPOINT_PROJECT)
-    env_json(world, directory)
+    directory = world.allowed("p", ENDPOINT_PROJECT)
+    world.env_json(directory)
     result = world.stsd("status", cwd=str(directory))
     assert "endpoint  http://127.0.0.1:" in result.stdout, result.stdout
 
@@ -330,7 +282,7 @@ def test_a_default_profile_with_keys_is_named_at_env_and_in_status(
     credentials.write_text(
         credentials.read_text() + "\n[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = x\n"
     )
-    directory = trusted(world, "p", ENDPOINT_PROJECT)
+    directory = world.allowed("p", ENDPOINT_PROJECT)
     result = world.stsd("env", "--json", str(directory))
     assert result.returncode == 0
     [line] = result.stderr.splitlines()
@@ -343,30 +295,18 @@ def test_a_default_profile_with_keys_is_named_at_env_and_in_status(
 # -- another local user -------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    os.getuid() != 0 or shutil.which("setpriv") is None,
-    reason="needs root and setpriv to act as another user",
-)
+@as_root
 def test_another_local_user_with_the_right_url_and_token_is_refused(
     world: World, endpoint_daemon: Daemon
 ) -> None:
-    directory = trusted(world, "p", ENDPOINT_PROJECT)
-    variables = env_json(world, directory)
-    url, token = (
-        variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
-        variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"],
-    )
+    _, url, token = endpoint_of(world)
     script = (
         "import sys, urllib.request, urllib.error\n"
         "request = urllib.request.Request(sys.argv[1], headers={'Authorization': sys.argv[2]})\n"
         "try:\n    print(urllib.request.urlopen(request, timeout=10).status, urllib.request.urlopen(request).read())\n"
         "except urllib.error.HTTPError as error:\n    print(error.code, error.read().decode())\n"
     )
-    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
-    result = subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", python, "-I", "-c", script, url, token],
-        capture_output=True, text=True, timeout=30, cwd="/",
-    )  # fmt: skip
+    result = run_as([SYSTEM_PYTHON, "-I", "-c", script, url, token], timeout=30, cwd="/")
     assert result.stdout.startswith("403 "), result.stdout + result.stderr
     assert '"forbidden_user"' in result.stdout and "SecretAccessKey" not in result.stdout
     assert get(url, token)[0] == 200  # the same token still works for the user
@@ -394,11 +334,10 @@ def test_peer_uid_reads_the_kernels_table_of_tcp_sockets() -> None:
 
 
 def test_bounds_request_head_and_per_token_rate(world: World) -> None:
-    write_config(world, "endpoint_requests_per_second = 1\n")
-    daemon = Daemon(world)
-    try:
-        directory = trusted(world, "p", ENDPOINT_PROJECT)
-        variables = env_json(world, directory)
+    world.write_config("endpoint_requests_per_second = 1\n")
+    with Daemon(world):
+        directory = world.allowed("p", ENDPOINT_PROJECT)
+        variables = world.env_json(directory)
         url = variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
         token = variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
         status, body = get(url, token, headers={"X-Padding": "x" * 9000})
@@ -408,5 +347,3 @@ def test_bounds_request_head_and_per_token_rate(world: World) -> None:
         refusals = [body for status, body in (get(url, token) for _ in range(20)) if status == 429]
         assert refusals and refusals[0]["code"] == "rate_limited"
         assert "endpoint_requests_per_second" in refusals[0]["message"]
-    finally:
-        daemon.stop()

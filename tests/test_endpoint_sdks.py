@@ -12,24 +12,23 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import Daemon, World, ask_daemon
 from sdk_clients import SdkProcess, aws_cli, probe
-from test_endpoint import SHORT_ENDPOINT_PROJECT, applied, env_json, trusted, write_config
+from test_endpoint import SHORT_ENDPOINT_PROJECT, applied, endpoint_daemon
+
+__all__ = ["endpoint_daemon"]  # the fixture, shared with test_endpoint.py
 
 RENEWALS = 3
 
 
 @pytest.fixture
-def endpoint_project(world: World) -> Iterator[tuple[Path, dict[str, str], Daemon]]:
-    write_config(world, "forced_renewal_interval_seconds = 1\n")
-    daemon = Daemon(world)
-    directory = trusted(world, "p", SHORT_ENDPOINT_PROJECT)
-    yield directory, applied(world, env_json(world, directory)), daemon
-    daemon.stop()
+def endpoint_project(world: World, endpoint_daemon: Daemon) -> tuple[Path, dict[str, str], Daemon]:
+    directory = world.allowed("p", SHORT_ENDPOINT_PROJECT)
+    return directory, applied(world, world.env_json(directory)), endpoint_daemon
 
 
 def renew(world: World, directory: Path) -> None:
@@ -43,6 +42,22 @@ def edit(directory: Path) -> None:
     path.write_text(path.read_text() + "# edited\n")
 
 
+def follow_renewals(
+    world: World, directory: Path, new_key: Callable[[], str], kept_key: Callable[[], str] | None = None
+) -> None:
+    """Each forced renewal shows as a new key from `new_key`, while `kept_key` (a long-lived client that
+    refreshes only near expiry) keeps the valid key it has; then the project file is edited."""
+    first = kept_key() if kept_key is not None else None
+    keys = [new_key()]
+    for _ in range(RENEWALS):
+        renew(world, directory)
+        if kept_key is not None:
+            assert kept_key() == first
+        keys.append(new_key())
+    assert len(set(keys)) == RENEWALS + 1, keys
+    edit(directory)
+
+
 def assert_names_the_fix(message: str) -> None:
     assert "changed since this process got its token" in message, message
     assert "stsd allow" in message, message
@@ -53,21 +68,12 @@ def test_boto3_process_follows_renewals_and_reports_an_edit(
 ) -> None:
     directory, env, _ = endpoint_project
     argv, extra = probe("boto3", world.aws.endpoint)
-    sdk = SdkProcess(argv, {**env, **extra}, directory)
-    try:
-        keys = [sdk.call()["key"]]
-        for _ in range(RENEWALS):
-            renew(world, directory)
-            keys.append(sdk.call()["key"])
-        assert len(set(keys)) == RENEWALS + 1, (
-            keys
-        )  # each renewal seen by the same client in the same process
-        edit(directory)
+    with SdkProcess(argv, {**env, **extra}, directory) as sdk:
+        # Each renewal is seen by the same client in the same process.
+        follow_renewals(world, directory, lambda: sdk.call()["key"])
         # The long-lived client is in botocore's advisory window (13-15 min left): a failed refresh is
         # logged and the credentials it holds are used until 10 min are left. A new client asks at once.
         assert_names_the_fix(sdk.call("fresh")["error"])
-    finally:
-        sdk.close()
 
 
 def test_javascript_v3_process_follows_renewals_and_reports_an_edit(
@@ -75,24 +81,14 @@ def test_javascript_v3_process_follows_renewals_and_reports_an_edit(
 ) -> None:
     argv, extra = probe("js-v3", world.aws.endpoint)
     directory, env, _ = endpoint_project
-    sdk = SdkProcess(argv, {**env, **extra}, directory)
-    try:
-        first = sdk.call()["key"]
-        keys = [sdk.call("fresh")["key"]]
-        for _ in range(RENEWALS):
-            renew(world, directory)
-            # JS v3 refreshes only within 5 min of expiry: the long-lived client keeps its (valid) key; a
-            # client made now in the same process gets the renewed one from the endpoint.
-            assert sdk.call()["key"] == first
-            keys.append(sdk.call("fresh")["key"])
-        assert len(set(keys)) == RENEWALS + 1, keys
-        edit(directory)
+    with SdkProcess(argv, {**env, **extra}, directory) as sdk:
+        # JS v3 refreshes only within 5 min of expiry: the long-lived client keeps its (valid) key; a
+        # client made now in the same process gets the renewed one from the endpoint.
+        follow_renewals(world, directory, lambda: sdk.call("fresh")["key"], lambda: sdk.call()["key"])
         assert "Could not load credentials" in sdk.call("fresh")["error"]  # the chain hides the reason
         error = sdk.call("http")["error"]
         assert "Server responded with status: 403" in error
         assert_names_the_fix(error)
-    finally:
-        sdk.close()
 
 
 @pytest.mark.parametrize("cli", ["v2", "v1"])
@@ -115,12 +111,7 @@ def test_aws_cli_follows_renewals_and_reports_an_edit(
         assert found, result.stderr[-2000:]
         return found.group(1)
 
-    keys = [key()]
-    for _ in range(RENEWALS):
-        renew(world, directory)
-        keys.append(key())
-    assert len(set(keys)) == RENEWALS + 1, keys
-    edit(directory)
+    follow_renewals(world, directory, key)
     result = subprocess.run(call, env=env, cwd=str(directory), capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert_names_the_fix(result.stderr)
@@ -132,17 +123,7 @@ def test_go_sdk_process_follows_renewals_and_reports_an_edit(
 ) -> None:
     argv, extra = probe(kind, world.aws.endpoint)
     directory, env, _ = endpoint_project
-    sdk = SdkProcess(argv, {**env, **extra}, directory)
-    try:
-        first = sdk.call()["key"]
-        keys = [sdk.call("fresh")["key"]]
-        for _ in range(RENEWALS):
-            renew(world, directory)
-            # Go refreshes within 5 min of expiry (as JS v3): the long-lived client keeps its valid key.
-            assert sdk.call()["key"] == first
-            keys.append(sdk.call("fresh")["key"])
-        assert len(set(keys)) == RENEWALS + 1, keys
-        edit(directory)
+    with SdkProcess(argv, {**env, **extra}, directory) as sdk:
+        # Go refreshes within 5 min of expiry (as JS v3): the long-lived client keeps its valid key.
+        follow_renewals(world, directory, lambda: sdk.call("fresh")["key"], lambda: sdk.call()["key"])
         assert_names_the_fix(sdk.call("fresh")["error"])
-    finally:
-        sdk.close()

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Daemon, World
+from conftest import Daemon, World, caller_arn, enter_world
+from harness import Harness, harness, run
 from mfa_stub import (
     MFA_ROLE_ARN,
     MFA_ROLE_NAME,
@@ -32,7 +33,6 @@ from mfa_stub import (
     totp,
     wrong_code,
 )
-from test_sessions import Harness, harness, run
 
 from stsd.client.commands import render_status
 from stsd.daemon import session_token
@@ -57,29 +57,27 @@ ASSUMED = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{MFA_ROLE_NAME}/"
 
 @pytest.fixture
 def mfa_daemon(mfa_world: World) -> Iterator[Daemon]:
-    daemon = Daemon(mfa_world)
-    yield daemon
-    daemon.stop()
+    with Daemon(mfa_world) as daemon:
+        yield daemon
 
 
-def allowed(world: World, name: str, body: str) -> Path:
-    directory = world.project(name, body)
-    world.stsd("allow", str(directory), check=True)
-    return directory
+@pytest.fixture
+def mfa_env(mfa_world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """In-process daemon code runs in the MFA world (its STS reached through the stub)."""
+    return enter_world(mfa_world, monkeypatch)
 
 
-def caller(stub: StsMfaStub, variables: dict[str, Any]) -> str:
+def sts_as(stub: StsMfaStub, key: str, secret: str, token: str | None = None) -> Any:
     import boto3
 
-    sts = boto3.client(
+    return boto3.client(
         "sts",
         endpoint_url=stub.endpoint,
         region_name=REGION,
-        aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=variables["AWS_SESSION_TOKEN"],
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        aws_session_token=token,
     )
-    return str(sts.get_caller_identity()["Arn"])
 
 
 def in_parallel(world: World, *argv: tuple[str, ...]) -> list[Any]:
@@ -106,14 +104,8 @@ def test_moto_alone_lets_a_role_that_requires_mfa_be_assumed_without_it(
 def test_stub_refuses_missing_or_wrong_codes_and_roles_without_mfa(
     mfa_sts: StsMfaStub, local_aws: LocalAws
 ) -> None:
-    import boto3
-
     assert local_aws.alice is not None
-    keys = {
-        "aws_access_key_id": local_aws.alice.access_key_id,
-        "aws_secret_access_key": local_aws.alice.secret_access_key,
-    }
-    sts = boto3.client("sts", endpoint_url=mfa_sts.endpoint, region_name=REGION, **keys)
+    sts = sts_as(mfa_sts, local_aws.alice.access_key_id, local_aws.alice.secret_access_key)
 
     def code_of(call: Any) -> tuple[str, str]:
         with pytest.raises(ClientError) as raised:
@@ -130,41 +122,20 @@ def test_stub_refuses_missing_or_wrong_codes_and_roles_without_mfa(
     )
     assert code_of(lambda: sts.assume_role(RoleArn=MFA_ROLE_ARN, RoleSessionName="xx"))[0] == "AccessDenied"
     plain = sts.get_session_token()["Credentials"]
-    with_plain = boto3.client(
-        "sts",
-        endpoint_url=mfa_sts.endpoint,
-        region_name=REGION,
-        aws_access_key_id=plain["AccessKeyId"],
-        aws_secret_access_key=plain["SecretAccessKey"],
-        aws_session_token=plain["SessionToken"],
-    )
+    with_plain = sts_as(mfa_sts, plain["AccessKeyId"], plain["SecretAccessKey"], plain["SessionToken"])
     assert with_plain.get_caller_identity()["Arn"] == USER_ARN
     assert (
         code_of(lambda: with_plain.assume_role(RoleArn=MFA_ROLE_ARN, RoleSessionName="xx"))[0]
         == "AccessDenied"
     )
-    forged = boto3.client(
-        "sts",
-        endpoint_url=mfa_sts.endpoint,
-        region_name=REGION,
-        aws_access_key_id=plain["AccessKeyId"],
-        aws_secret_access_key="not-the-secret",
-        aws_session_token=plain["SessionToken"],
-    )
+    forged = sts_as(mfa_sts, plain["AccessKeyId"], "not-the-secret", plain["SessionToken"])
     assert code_of(forged.get_caller_identity)[0] == "SignatureDoesNotMatch"
 
     mfa = sts.get_session_token(SerialNumber=MFA_SERIAL, TokenCode=totp(), DurationSeconds=3600)[
         "Credentials"
     ]
     assert mfa["AccessKeyId"] != local_aws.alice.access_key_id
-    with_mfa = boto3.client(
-        "sts",
-        endpoint_url=mfa_sts.endpoint,
-        region_name=REGION,
-        aws_access_key_id=mfa["AccessKeyId"],
-        aws_secret_access_key=mfa["SecretAccessKey"],
-        aws_session_token=mfa["SessionToken"],
-    )
+    with_mfa = sts_as(mfa_sts, mfa["AccessKeyId"], mfa["SecretAccessKey"], mfa["SessionToken"])
     assert (
         with_mfa.assume_role(RoleArn=MFA_ROLE_ARN, RoleSessionName="ok")["AssumedRoleUser"]["Arn"]
         == ASSUMED + "ok"
@@ -179,8 +150,8 @@ def test_stub_refuses_missing_or_wrong_codes_and_roles_without_mfa(
 def test_two_projects_and_three_clients_cost_one_code_and_one_get_session_token(
     mfa_world: World, mfa_daemon: Daemon, mfa_sts: StsMfaStub
 ) -> None:
-    first = allowed(mfa_world, "first", PROFILE_PROJECT)
-    second = allowed(mfa_world, "second", INLINE_PROJECT)
+    first = mfa_world.allowed("first", PROFILE_PROJECT)
+    second = mfa_world.allowed("second", INLINE_PROJECT)
     clients = (("env", "--json", str(first)), ("env", "--json", str(second)), ("env", "--json", str(first)))
 
     locked = in_parallel(mfa_world, *clients)
@@ -202,8 +173,8 @@ def test_two_projects_and_three_clients_cost_one_code_and_one_get_session_token(
 
     variables = [json.loads(result.stdout) for result in served]
     assert [result.returncode for result in served] == [0, 0, 0]
-    assert caller(mfa_sts, variables[0]) == ASSUMED + "mfa-access"
-    assert caller(mfa_sts, variables[1]) == ASSUMED + "b-access"
+    assert caller_arn(mfa_sts.endpoint, variables[0]) == ASSUMED + "mfa-access"
+    assert caller_arn(mfa_sts.endpoint, variables[1]) == ASSUMED + "b-access"
     assert variables[0] == variables[2]
     assert mfa_sts.count("GetSessionToken") == 1
     assert mfa_sts.codes_accepted == 1 and mfa_sts.codes_refused == 0
@@ -220,7 +191,7 @@ def test_two_projects_and_three_clients_cost_one_code_and_one_get_session_token(
 def test_wrong_code_is_one_clear_line_and_the_next_code_works(
     mfa_world: World, mfa_daemon: Daemon, mfa_sts: StsMfaStub
 ) -> None:
-    project = allowed(mfa_world, "proj", PROFILE_PROJECT)
+    project = mfa_world.allowed("proj", PROFILE_PROJECT)
 
     refused = mfa_world.stsd("mfa", "--dir", str(project), "--code", wrong_code())
 
@@ -240,8 +211,8 @@ def test_wrong_code_is_one_clear_line_and_the_next_code_works(
 def test_mfa_refuses_what_is_not_a_code_and_targets_without_mfa(
     mfa_world: World, mfa_daemon: Daemon, mfa_sts: StsMfaStub
 ) -> None:
-    project = allowed(mfa_world, "proj", PROFILE_PROJECT)
-    plain = allowed(mfa_world, "plain", 'profile = "alice-sts"\n')
+    project = mfa_world.allowed("proj", PROFILE_PROJECT)
+    plain = mfa_world.allowed("plain", 'profile = "alice-sts"\n')
 
     not_digits = mfa_world.stsd("mfa", "--dir", str(project), input="12ab56\n")
     empty = mfa_world.stsd("mfa", "--dir", str(project), input="")
@@ -263,16 +234,16 @@ def test_keys_only_project_gets_a_session_token_never_the_long_term_keys(
     mfa_world: World, mfa_daemon: Daemon, mfa_sts: StsMfaStub, local_aws: LocalAws
 ) -> None:
     assert local_aws.alice is not None
-    project = allowed(mfa_world, "keys", 'profile = "alice"\n')
+    project = mfa_world.allowed("keys", 'profile = "alice"\n')
 
-    variables = json.loads(mfa_world.stsd("env", "--json", str(project), check=True).stdout)
+    variables = mfa_world.env_json(project)
     process = json.loads(mfa_world.stsd("credential-process", "alice", check=True).stdout)
 
     assert variables["AWS_ACCESS_KEY_ID"] != local_aws.alice.access_key_id
     assert variables["AWS_SECRET_ACCESS_KEY"] != local_aws.alice.secret_access_key
     assert variables["AWS_SESSION_TOKEN"]
     assert variables["STSD_PROFILE"] == "alice"
-    assert caller(mfa_sts, variables) == USER_ARN
+    assert caller_arn(mfa_sts.endpoint, variables) == USER_ARN
     assert process["SessionToken"] == variables["AWS_SESSION_TOKEN"]  # the same session for both
     assert mfa_sts.count("GetSessionToken") == 1 and mfa_sts.codes_accepted == 0
     status = json.loads(mfa_world.stsd("status", "--json", check=True).stdout)
@@ -287,8 +258,8 @@ def test_mfa_serial_on_the_source_profile_guards_its_roles_and_its_own_session(
     mfa_world: World, mfa_daemon: Daemon, mfa_sts: StsMfaStub, local_aws: LocalAws
 ) -> None:
     assert local_aws.alice is not None
-    own = allowed(mfa_world, "own", 'profile = "alice-otp"\n')
-    role = allowed(mfa_world, "role", 'profile = "alice-otp-role"\n')
+    own = mfa_world.allowed("own", 'profile = "alice-otp"\n')
+    role = mfa_world.allowed("role", 'profile = "alice-otp-role"\n')
 
     assert (
         mfa_world.stsd("env", "--json", str(own)).stderr.strip()
@@ -300,21 +271,15 @@ def test_mfa_serial_on_the_source_profile_guards_its_roles_and_its_own_session(
     )
     mfa_world.stsd("mfa", "--profile", "alice-otp", "--code", totp(), check=True)
 
-    own_vars = json.loads(mfa_world.stsd("env", "--json", str(own), check=True).stdout)
-    role_vars = json.loads(mfa_world.stsd("env", "--json", str(role), check=True).stdout)
-    assert caller(mfa_sts, own_vars) == USER_ARN
+    own_vars = mfa_world.env_json(own)
+    role_vars = mfa_world.env_json(role)
+    assert caller_arn(mfa_sts.endpoint, own_vars) == USER_ARN
     assert own_vars["AWS_ACCESS_KEY_ID"] != local_aws.alice.access_key_id
-    assert caller(mfa_sts, role_vars) == ASSUMED + "otp-access"
+    assert caller_arn(mfa_sts.endpoint, role_vars) == ASSUMED + "otp-access"
     assert mfa_sts.count("GetSessionToken") == 1
 
 
 # -- mfa_process -----------------------------------------------------------------------------------------
-
-
-def write_config(world: World, text: str) -> None:
-    config = Path(world.env["XDG_CONFIG_HOME"]) / "stsd" / "config.toml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(text)
 
 
 def test_mfa_process_gives_the_code_without_a_person(mfa_world: World, mfa_sts: StsMfaStub) -> None:
@@ -322,19 +287,15 @@ def test_mfa_process_gives_the_code_without_a_person(mfa_world: World, mfa_sts: 
 
     script = mfa_world.home / "totp.py"
     script.write_text(TOTP_SCRIPT)
-    write_config(
-        mfa_world,
+    mfa_world.write_config(
         f"[profiles.alice]\nmfa_process = [{json.dumps(sys.executable)}, {json.dumps(str(script))}]\n",
     )
-    daemon = Daemon(mfa_world)
-    try:
-        project = allowed(mfa_world, "proj", PROFILE_PROJECT)
-        variables = json.loads(mfa_world.stsd("env", "--json", str(project), check=True).stdout)
+    with Daemon(mfa_world) as daemon:
+        project = mfa_world.allowed("proj", PROFILE_PROJECT)
+        variables = mfa_world.env_json(project)
         text = mfa_world.stsd("status", check=True).stdout
-    finally:
-        daemon.stop()
 
-    assert caller(mfa_sts, variables) == ASSUMED + "mfa-access"
+    assert caller_arn(mfa_sts.endpoint, variables) == ASSUMED + "mfa-access"
     assert mfa_sts.codes_accepted == 1 and mfa_sts.count("GetSessionToken") == 1
     assert "renewed with mfa_process" in text
     assert totp() not in daemon.log  # the code is never logged
@@ -345,16 +306,12 @@ def test_failing_mfa_process_is_reported_like_a_credential_process(
 ) -> None:
     import sys
 
-    write_config(
-        mfa_world,
+    mfa_world.write_config(
         f'mfa_process = [{json.dumps(sys.executable)}, "-c", "import sys; sys.exit(\'no token in the keyring\')"]\n',
     )
-    daemon = Daemon(mfa_world)
-    try:
-        project = allowed(mfa_world, "proj", PROFILE_PROJECT)
+    with Daemon(mfa_world):
+        project = mfa_world.allowed("proj", PROFILE_PROJECT)
         result = mfa_world.stsd("env", "--json", str(project))
-    finally:
-        daemon.stop()
 
     assert result.returncode == 1
     assert result.stderr.strip() == "stsd: mfa_process for alice failed (exit 1): no token in the keyring"
@@ -370,14 +327,12 @@ def test_failing_mfa_process_is_reported_like_a_credential_process(
     ],
 )
 def test_mfa_process_timeouts_and_bad_output_are_transient_source_errors(
-    mfa_world: World,
+    mfa_env: World,
     mfa_sts: StsMfaStub,
     monkeypatch: pytest.MonkeyPatch,
     argv: tuple[str, ...],
     expected: str,
 ) -> None:
-    for name, value in mfa_world.env.items():
-        monkeypatch.setenv(name, value)
     monkeypatch.setattr(session_token, "MFA_PROCESS_TIMEOUT_S", 0.3)
 
     async def scenario() -> SourceError:
@@ -413,14 +368,11 @@ def in_process_service(h: Harness, tmp_path: Path) -> Service:
 
 
 def test_roles_renew_without_another_code_and_the_end_of_the_mfa_session_is_one_notice(
-    mfa_world: World,
+    mfa_env: World,
     mfa_sts: StsMfaStub,
-    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    for name, value in mfa_world.env.items():
-        monkeypatch.setenv(name, value)
     caplog.set_level(logging.INFO, logger="stsd")
     hours = 3
 
@@ -501,12 +453,7 @@ def test_roles_renew_without_another_code_and_the_end_of_the_mfa_session_is_one_
     run(scenario())
 
 
-def test_mfa_session_served_without_a_role_ends_without_spinning(
-    mfa_world: World, mfa_sts: StsMfaStub, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in mfa_world.env.items():
-        monkeypatch.setenv(name, value)
-
+def test_mfa_session_served_without_a_role_ends_without_spinning(mfa_env: World, mfa_sts: StsMfaStub) -> None:
     async def scenario() -> None:
         async with harness(loop=True, mfa_session_duration=3600) as h:
             request = resolve_profile("alice-otp", config=h.config)
@@ -537,12 +484,7 @@ def test_mfa_session_served_without_a_role_ends_without_spinning(
     run(scenario())
 
 
-def test_plain_session_token_renews_itself_ahead(
-    mfa_world: World, mfa_sts: StsMfaStub, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in mfa_world.env.items():
-        monkeypatch.setenv(name, value)
-
+def test_plain_session_token_renews_itself_ahead(mfa_env: World, mfa_sts: StsMfaStub) -> None:
     async def scenario() -> None:
         async with harness(loop=True, mfa_session_duration=3600) as h:
             request = resolve_profile("alice", config=h.config)
@@ -561,87 +503,71 @@ def test_plain_session_token_renews_itself_ahead(
 # -- requests and status rendering ---------------------------------------------------------------------
 
 
-def test_mfa_needs_a_source_with_long_term_keys(mfa_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in mfa_world.env.items():
-        monkeypatch.setenv(name, value)
-    from stsd.daemon.config import DaemonConfig
-
-    config = DaemonConfig(role_session_name="stsd-test")
-    with pytest.raises(RequestError) as from_instance:
-        resolve_request(
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
             RoleSettings(
                 role_arn=MFA_ROLE_ARN, credential_source="Ec2InstanceMetadata", mfa_serial=MFA_SERIAL
             ),
-            label="/p/.stsd.toml",
-            config=config,
-        )
-    with pytest.raises(RequestError) as from_role:
-        resolve_request(
+            "/p/.stsd.toml: mfa_serial: expected a source_profile with access keys",
+        ),
+        (
             RoleSettings(role_arn=MFA_ROLE_ARN, source_profile="alice-sts", mfa_serial=MFA_SERIAL),
-            label="/p/.stsd.toml",
-            config=config,
-        )
-    with pytest.raises(RequestError) as through_mfa_role:
-        resolve_request(
+            "'alice-sts' to hold access keys",
+        ),
+        (
             RoleSettings(role_arn=MFA_ROLE_ARN, source_profile="alice-mfa"),
-            label="/p/.stsd.toml",
-            config=config,
-        )
-
-    assert from_instance.value.message.startswith(
-        "/p/.stsd.toml: mfa_serial: expected a source_profile with access keys"
-    )
-    assert "'alice-sts' to hold access keys" in from_role.value.message
-    assert "profile 'alice-mfa' is a role that needs MFA" in through_mfa_role.value.message
-
-
-def test_status_text_says_held_ending_or_code_needed() -> None:
-    def reply(session: dict[str, Any]) -> dict[str, Any]:
-        source = {"name": "profile alice (MFA session)", "kind": "mfa-session", "identity_arn": USER_ARN}
-        return {"daemon": {}, "sources": [{**source, "error": None, "session": session}], "sessions": []}
-
-    base = {"mfa_serial": MFA_SERIAL, "mfa_process": False, "last_error": None, "ended_at": None}
-    held = render_status(
-        reply(
-            {
-                **base,
-                "held": True,
-                "expires_at": "2030-01-01T18:00:00Z",
-                "expires_in_s": 7200,
-                "ending_soon": False,
-                "needs_code": False,
-            }
+            "profile 'alice-mfa' is a role that needs MFA",
         ),
-        "/",
-    )
-    ending = render_status(
-        reply(
-            {
-                **base,
-                "held": True,
-                "expires_at": "2030-01-01T18:00:00Z",
-                "expires_in_s": 600,
-                "ending_soon": True,
-                "needs_code": False,
-            }
+    ],
+    ids=["from-instance", "from-role", "through-mfa-role"],
+)
+def test_mfa_needs_a_source_with_long_term_keys(
+    mfa_env: World, settings: RoleSettings, expected: str
+) -> None:
+    from stsd.daemon.config import DaemonConfig
+
+    with pytest.raises(RequestError) as raised:
+        resolve_request(settings, label="/p/.stsd.toml", config=DaemonConfig(role_session_name="stsd-test"))
+
+    assert expected in raised.value.message
+    if expected.startswith("/p/"):
+        assert raised.value.message.startswith(expected)
+
+
+_HELD = {"held": True, "expires_at": "2030-01-01T18:00:00Z", "needs_code": False}
+
+
+@pytest.mark.parametrize(
+    ("session", "line"),
+    [
+        (
+            {**_HELD, "expires_in_s": 7200, "ending_soon": False},
+            "    MFA session  held until 2030-01-01T18:00:00Z (2h00m left)",
         ),
-        "/",
-    )
-    needed = render_status(
-        reply(
+        ({**_HELD, "expires_in_s": 600, "ending_soon": True}, "ends soon: run stsd mfa for a new one"),
+        (
             {
-                **base,
                 "held": False,
                 "expires_at": None,
                 "expires_in_s": None,
                 "ending_soon": False,
                 "needs_code": True,
                 "ended_at": "2030-01-01T18:00:00Z",
-            }
+            },
+            "    MFA session  ended 2030-01-01T18:00:00Z; needs a code: run stsd mfa",
         ),
-        "/",
-    )
+    ],
+    ids=["held", "ending", "needed"],
+)
+def test_status_text_says_held_ending_or_code_needed(session: dict[str, Any], line: str) -> None:
+    base = {"mfa_serial": MFA_SERIAL, "mfa_process": False, "last_error": None, "ended_at": None}
+    source = {"name": "profile alice (MFA session)", "kind": "mfa-session", "identity_arn": USER_ARN}
+    reply = {
+        "daemon": {},
+        "sources": [{**source, "error": None, "session": {**base, **session}}],
+        "sessions": [],
+    }
 
-    assert "    MFA session  held until 2030-01-01T18:00:00Z (2h00m left)" in held
-    assert "ends soon: run stsd mfa for a new one" in ending
-    assert "    MFA session  ended 2030-01-01T18:00:00Z; needs a code: run stsd mfa" in needed
+    assert line in render_status(reply, "/")

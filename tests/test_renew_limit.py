@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from conftest import Daemon, World, ask_daemon
-from test_sessions import harness, role_request
+from harness import harness
+from test_sessions import role_request
 
 from stsd.daemon.sessions import FORCED_RENEWAL_INTERVAL, RenewLimited, SessionError
 

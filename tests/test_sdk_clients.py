@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import Daemon, World
 from sdk_clients import PROBE_KINDS, SdkProcess, aws_cli, probe
-from test_cli_commands import ASSUMED_ROLE_PREFIX, PROJECT, allowed_project
+from test_cli_commands import ASSUMED_ROLE_PREFIX, PROJECT
 
 from stsd.demo.local_aws import REGION
 
@@ -44,7 +44,7 @@ def caller_arn(world: World, kind: str, argv_prefix: list[str], env: dict[str, s
 
 @pytest.fixture
 def project(world: World, daemon: Daemon) -> Path:
-    return allowed_project(world, "p", PROJECT)
+    return world.allowed("p", PROJECT)
 
 
 @pytest.mark.parametrize("kind", CLIENTS)

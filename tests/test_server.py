@@ -17,40 +17,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, World, ask_daemon
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-NOBODY = 65534
-KNOWN_ERROR_CODES = {
-    "bad_request",
-    "unsupported_version",
-    "unknown_op",
-    "invalid_project",
-    "untrusted",
-    "denied",
-    "unknown_profile",
-    "source_error",
-    "sts_denied",
-    "sts_unavailable",
-    "timeout",
-}
-
-
-def raw_exchange(socket_path: Path, payload: bytes, replies: int = 1, timeout: float = 10) -> list[dict]:
-    """Send raw bytes, read `replies` reply lines (fewer if the daemon closes the connection)."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(socket_path))
-        sock.sendall(payload)
-        stream = sock.makefile("rb")
-        answers = []
-        for _ in range(replies):
-            line = stream.readline()
-            if not line:
-                break
-            answers.append(json.loads(line))
-        return answers
+from conftest import Daemon, World, ask_daemon, raw_exchange
+from other_user import NOBODY, SYSTEM_PYTHON, as_root, run_as
 
 
 def error_code(reply: dict) -> str:
@@ -110,7 +78,7 @@ def test_daemon_refuses_an_unsafe_socket_directory(world: World) -> None:
     ]
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a client as another user")
+@as_root
 def test_connection_from_another_user_is_refused_and_logged(daemon: Daemon, world: World) -> None:
     # Open the path for this test only, so that SO_PEERCRED is the only thing that can refuse nobody.
     for directory in (world.runtime, world.socket.parent):
@@ -127,23 +95,7 @@ def test_connection_from_another_user_is_refused_and_logged(daemon: Daemon, worl
         "except (ConnectionResetError, BrokenPipeError):\n"  # closed before or with our request unread
         "    print(repr(b''))\n"
     )
-    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
-    result = subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
-            "--clear-groups",
-            python,
-            "-c",
-            client,
-            str(world.socket),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd="/",
-    )
+    result = run_as([SYSTEM_PYTHON, "-c", client, str(world.socket)], timeout=30, cwd="/")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "b''"  # connected, then closed without a reply
     assert f"refused a connection from another user (uid {NOBODY}, pid" in daemon.log
@@ -374,33 +326,3 @@ def test_a_bug_in_a_handler_costs_one_internal_reply_not_the_daemon(caplog: pyte
     }
     assert after == {"v": 1, "ok": True, "id": 10}
     assert "planted bug" in caplog.text  # the traceback went to the log
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    line=st.one_of(
-        st.binary(max_size=300).map(lambda raw: raw.replace(b"\n", b" ")),
-        st.recursive(
-            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-            lambda inner: (
-                st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-            ),
-            max_leaves=12,
-        ).map(lambda value: json.dumps(value).encode()),
-        st.fixed_dictionaries(
-            {"v": st.just(1), "op": st.sampled_from(["env", "credentials", "status", "renew", "ping"])},
-            optional={
-                "dir": st.one_of(st.text(max_size=30), st.integers(), st.none()),
-                "profile": st.one_of(st.text(max_size=30), st.integers()),
-                "id": st.one_of(st.text(max_size=10), st.integers(), st.floats(), st.booleans()),
-            },
-        ).map(lambda message: json.dumps(message).encode()),
-    )
-)
-def test_any_line_gets_exactly_one_well_formed_reply(daemon: Daemon, world: World, line: bytes) -> None:
-    reply, after = raw_exchange(world.socket, line + b'\n{"v": 1, "op": "ping"}\n', replies=2)
-    assert reply["v"] == 1 and isinstance(reply["ok"], bool)
-    if not reply["ok"]:
-        assert reply["error"]["code"] in KNOWN_ERROR_CODES
-        assert "\n" not in reply["error"]["message"]
-    assert after["ok"] is True and after["pid"] == daemon.process.pid

@@ -6,17 +6,16 @@ Time is a FakeClock (tests/fakes.py): a session lives an hour, and a test cannot
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import pickle
 import random
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from botocore.exceptions import (
@@ -27,15 +26,15 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 from fakes import FakeClock, external_id_required
+from harness import harness, run
 from hypothesis import given
 from hypothesis import strategies as st
 from imds_stub import APP_ROLE_ARN, ImdsStub, running_imds
 
-from stsd.daemon.config import DaemonConfig
 from stsd.daemon.requests import RoleRequest, resolve_profile
 from stsd.daemon.secret import Secret
-from stsd.daemon.sessions import RoleSession, SessionError, SessionManager, backoff_delay
-from stsd.daemon.sources import SourceRegistry, SourceSpec
+from stsd.daemon.sessions import RoleSession, SessionError, backoff_delay
+from stsd.daemon.sources import SourceSpec
 from stsd.daemon.sts_errors import FailureKind, classify
 from stsd.demo.local_aws import (
     ACCOUNT_ID,
@@ -46,71 +45,6 @@ from stsd.demo.local_aws import (
     LocalAws,
     free_port,
 )
-
-T = TypeVar("T")
-
-
-def run(coroutine: Awaitable[T]) -> T:
-    return asyncio.run(coroutine)  # type: ignore[arg-type]
-
-
-async def settle(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    """Wait (real time) until `condition` holds; the timeout only bounds a broken run."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.005)
-
-
-class Harness:
-    """A SessionManager over the world's AWS files, with a FakeClock and (optionally) its renewal loop."""
-
-    def __init__(self, config: DaemonConfig, clock: FakeClock, rng: random.Random) -> None:
-        self.config = config
-        self.clock = clock
-        self.sources = SourceRegistry(config, clock)
-        self.manager = SessionManager(self.sources, clock, config, rng=rng)
-        self._loop_task: asyncio.Task[None] | None = None
-
-    def start_loop(self) -> None:
-        self._loop_task = asyncio.ensure_future(self.manager.run())
-
-    async def quiet(self) -> None:
-        """Let the renewal loop look at the current time and finish any fetch it started."""
-        await settle(
-            lambda: (
-                self.manager.loop_checked_at == self.clock.wall() and self.manager.fetches_in_flight() == 0
-            ),
-            "the renewal loop to check the time and finish its fetches",
-        )
-
-    async def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-        await self.quiet()
-
-    async def advance_to(self, moment: Any) -> None:
-        await self.advance((moment - self.clock.wall()).total_seconds())
-
-    async def close(self) -> None:
-        await self.manager.close()
-        if self._loop_task is not None:
-            await asyncio.wait_for(self._loop_task, 5)
-
-
-@contextlib.asynccontextmanager
-async def harness(loop: bool = False, **settings: Any) -> AsyncIterator[Harness]:
-    settings.setdefault("role_session_name", "stsd-test")
-    h = Harness(DaemonConfig(**settings), FakeClock(), random.Random(7))
-    if loop:
-        h.start_loop()
-        await h.quiet()
-    try:
-        yield h
-    finally:
-        await h.close()
-
 
 ALICE = SourceSpec(profile="alice")
 

@@ -24,7 +24,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import STSD, Daemon, World
+from conftest import STSD, Daemon, World, caller_arn, enter_world
+from harness import harness, run
 from sso_stub import (
     CREDENTIALS_LIFETIME_S,
     SSO_ROLE,
@@ -33,7 +34,6 @@ from sso_stub import (
     SsoWorld,
 )
 from test_mfa import in_process_service
-from test_sessions import harness, run
 
 from stsd.client.commands import render_status
 from stsd.daemon.requests import RequestError, resolve_profile, resolve_request
@@ -49,33 +49,14 @@ MIN_REMAINING = timedelta(seconds=900)
 
 @pytest.fixture
 def sso_daemon(sso_world: SsoWorld, world: World) -> Iterator[Daemon]:
-    daemon = Daemon(world)
-    yield daemon
-    daemon.stop()
+    with Daemon(world) as daemon:
+        yield daemon
 
 
-def allowed(world: World, name: str, body: str) -> Path:
-    directory = world.project(name, body)
-    world.stsd("allow", str(directory), check=True)
-    return directory
-
-
-def env_of(world: World, directory: Path) -> dict[str, Any]:
-    done = world.stsd("env", "--json", str(directory))
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
-
-
-def caller(endpoint: str, variables: dict[str, Any]) -> str:
-    sts = boto3.client(
-        "sts",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=variables["AWS_SESSION_TOKEN"],
-    )
-    return str(sts.get_caller_identity()["Arn"])
+@pytest.fixture
+def sso_env(sso_world: SsoWorld, world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """In-process daemon code runs in the SSO world (portal and STS stubs)."""
+    return enter_world(world, monkeypatch)
 
 
 # -- the stub is honest about what it checks -----------------------------------------------------------
@@ -111,9 +92,9 @@ def test_portal_stub_checks_the_bearer_token_and_hands_out_credentials_sts_accep
         "AWS_SECRET_ACCESS_KEY": credentials["secretAccessKey"],
         "AWS_SESSION_TOKEN": credentials["sessionToken"],
     }
-    assert caller(sso_world.sts.endpoint, variables) == USER_ARN
+    assert caller_arn(sso_world.sts.endpoint, variables) == USER_ARN
     with pytest.raises(ClientError) as alone:  # why they go through the STS stub: moto refuses them
-        caller(local_aws.endpoint, variables)
+        caller_arn(local_aws.endpoint, variables)
     assert alone.value.response["Error"]["Code"] == "InvalidClientTokenId"
     sso_world.portal.revoke(token)
     assert code_of(accessToken=token) == "UnauthorizedException"
@@ -127,15 +108,17 @@ def test_sso_profile_governs_a_project_and_status_shows_its_sign_in(
     sso_world: SsoWorld, world: World, sso_daemon: Daemon
 ) -> None:
     sso_world.sign_in()
-    project = allowed(world, "sso-project", 'profile = "dev"\n')
+    project = world.allowed("sso-project", 'profile = "dev"\n')
 
-    variables = env_of(world, project)
+    variables = world.env_json(project)
     process = json.loads(world.stsd("credential-process", "dev", check=True).stdout)
 
     assert variables["STSD_PROFILE"] == "dev"
     assert variables["AWS_REGION"] == variables["AWS_DEFAULT_REGION"] == REGION
     assert variables["AWS_PROFILE"] is None and variables["AWS_SECURITY_TOKEN"] is None
-    assert caller(sso_world.sts.endpoint, variables) == USER_ARN  # the stub's role credentials are alice's
+    assert (
+        caller_arn(sso_world.sts.endpoint, variables) == USER_ARN
+    )  # the stub's role credentials are alice's
     assert process["AccessKeyId"] == variables["AWS_ACCESS_KEY_ID"]
     assert process["SessionToken"] == variables["AWS_SESSION_TOKEN"]
     assert process["Expiration"] == variables["AWS_CREDENTIAL_EXPIRATION"]
@@ -159,25 +142,22 @@ def test_sso_profile_as_source_of_alice_sts_with_the_external_id(
     sso_world: SsoWorld, world: World, sso_daemon: Daemon, local_aws: LocalAws
 ) -> None:
     sso_world.sign_in()
-    role = allowed(world, "role-project", 'profile = "dev-sts"\n')
-    wrong = allowed(
-        world,
+    role = world.allowed("role-project", 'profile = "dev-sts"\n')
+    wrong = world.allowed(
         "wrong-id",
         f'role_arn = "arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}"\nsource_profile = "dev"\n'
         'external_id = "not-alice"\n',
     )
 
-    variables = env_of(world, role)
+    variables = world.env_json(role)
     refused = world.stsd("env", "--json", str(wrong))
 
-    assert caller(local_aws.endpoint, variables) == ASSUMED + "sso-access"  # real moto role credentials
-    s3 = boto3.client(
+    assert caller_arn(local_aws.endpoint, variables) == ASSUMED + "sso-access"  # real moto role credentials
+    s3 = local_aws.client(
         "s3",
-        endpoint_url=local_aws.endpoint,
-        region_name=REGION,
-        aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=variables["AWS_SESSION_TOKEN"],
+        variables["AWS_ACCESS_KEY_ID"],
+        variables["AWS_SECRET_ACCESS_KEY"],
+        variables["AWS_SESSION_TOKEN"],
     )
     assert BUCKET in [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]]
     assert refused.returncode == 1
@@ -189,12 +169,12 @@ def test_sso_profile_as_source_of_alice_sts_with_the_external_id(
 def test_credential_process_profile_governs_a_project(
     sso_world: SsoWorld, world: World, sso_daemon: Daemon
 ) -> None:
-    project = allowed(world, "process-project", 'profile = "proc"\n')
+    project = world.allowed("process-project", 'profile = "proc"\n')
 
-    first = env_of(world, project)
-    again = env_of(world, project)
+    first = world.env_json(project)
+    again = world.env_json(project)
 
-    assert caller(sso_world.sts.endpoint, first) == USER_ARN
+    assert caller_arn(sso_world.sts.endpoint, first) == USER_ARN
     assert again["AWS_SESSION_TOKEN"] == first["AWS_SESSION_TOKEN"]
     assert sso_world.process_runs == 1  # held, not run again per request
     status = world.stsd("status", check=True).stdout
@@ -206,7 +186,7 @@ def test_expired_sign_in_is_one_refusal_without_portal_calls_and_a_new_token_is_
     sso_world: SsoWorld, world: World, sso_daemon: Daemon
 ) -> None:
     sso_world.sign_in(lifetime=-60)  # the cache holds a token that has ended
-    project = allowed(world, "sso-project", 'profile = "dev"\n')
+    project = world.allowed("sso-project", 'profile = "dev"\n')
 
     refusals = [world.stsd("env", "--json", str(project)) for _ in range(3)]
     status = world.stsd("status", check=True).stdout
@@ -219,8 +199,8 @@ def test_expired_sign_in_is_one_refusal_without_portal_calls_and_a_new_token_is_
 
     sso_world.sign_in()  # `aws sso login` in another terminal writes a new cache file
 
-    variables = env_of(world, project)
-    assert caller(sso_world.sts.endpoint, variables) == USER_ARN
+    variables = world.env_json(project)
+    assert caller_arn(sso_world.sts.endpoint, variables) == USER_ARN
     assert sso_daemon.process.poll() is None  # the same daemon, not restarted
     assert sso_world.portal.calls == {"ok": 1}
     assert "needed" not in world.stsd("status", check=True).stdout
@@ -229,28 +209,22 @@ def test_expired_sign_in_is_one_refusal_without_portal_calls_and_a_new_token_is_
 def test_legacy_sso_profile_names_its_own_sign_in_command(
     sso_world: SsoWorld, world: World, sso_daemon: Daemon
 ) -> None:
-    project = allowed(world, "legacy", 'profile = "dev-legacy"\n')
+    project = world.allowed("legacy", 'profile = "dev-legacy"\n')
 
     refused = world.stsd("env", "--json", str(project))
     sso_world.sign_in(legacy=True)
-    served = env_of(world, project)
+    served = world.env_json(project)
 
     assert refused.stderr == "stsd: dev-legacy needs a new sign-in: run aws sso login --profile dev-legacy\n"
-    assert caller(sso_world.sts.endpoint, served) == USER_ARN
+    assert caller_arn(sso_world.sts.endpoint, served) == USER_ARN
 
 
 # -- an injected clock ---------------------------------------------------------------------------------
 
 
-def in_world(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in world.env.items():
-        monkeypatch.setenv(name, value)
-
-
 def test_every_source_kind_renews_ahead_of_expiry_with_an_injected_clock(
-    sso_world: SsoWorld, world: World, monkeypatch: pytest.MonkeyPatch
+    sso_world: SsoWorld, sso_env: World
 ) -> None:
-    in_world(world, monkeypatch)
     hours = 3
 
     async def scenario() -> None:
@@ -284,12 +258,10 @@ def test_every_source_kind_renews_ahead_of_expiry_with_an_injected_clock(
 
 def test_sign_in_ending_under_an_injected_clock_is_one_refusal_until_a_new_token(
     sso_world: SsoWorld,
-    world: World,
-    monkeypatch: pytest.MonkeyPatch,
+    sso_env: World,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    in_world(world, monkeypatch)
     caplog.set_level(logging.INFO, logger="stsd")
 
     async def scenario() -> None:
@@ -340,9 +312,8 @@ def test_sign_in_ending_under_an_injected_clock_is_one_refusal_until_a_new_token
 
 
 def test_token_the_portal_refuses_is_a_sign_in_too_and_not_retried(
-    sso_world: SsoWorld, world: World, monkeypatch: pytest.MonkeyPatch
+    sso_world: SsoWorld, sso_env: World
 ) -> None:
-    in_world(world, monkeypatch)
 
     async def scenario() -> None:
         async with harness(loop=True) as h:
@@ -359,10 +330,7 @@ def test_token_the_portal_refuses_is_a_sign_in_too_and_not_retried(
     run(scenario())
 
 
-def test_profiles_without_a_role_refuse_role_keys_and_mfa(
-    sso_world: SsoWorld, world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    in_world(world, monkeypatch)
+def test_profiles_without_a_role_refuse_role_keys_and_mfa(sso_world: SsoWorld, sso_env: World) -> None:
     from stsd.daemon.config import DaemonConfig
 
     config = DaemonConfig(role_session_name="stsd-test")
@@ -385,9 +353,8 @@ def test_profiles_without_a_role_refuse_role_keys_and_mfa(
 
 
 def test_token_near_its_end_is_refreshed_with_its_refresh_token_by_botocore(
-    sso_world: SsoWorld, world: World, monkeypatch: pytest.MonkeyPatch
+    sso_world: SsoWorld, sso_env: World
 ) -> None:
-    in_world(world, monkeypatch)
     hours = 4
 
     async def scenario() -> None:
@@ -418,7 +385,7 @@ def test_stsd_login_signs_in_with_a_device_code_and_the_daemon_picks_the_token_u
     sso_world: SsoWorld, world: World, sso_daemon: Daemon
 ) -> None:
     sso_world.sign_in(lifetime=-60)
-    project = allowed(world, "role-project", 'profile = "dev-sts"\n')
+    project = world.allowed("role-project", 'profile = "dev-sts"\n')
     assert world.stsd("env", "--json", str(project)).stderr == f"stsd: {SIGN_IN}\n"
 
     login = subprocess.Popen(
@@ -445,7 +412,7 @@ def test_stsd_login_signs_in_with_a_device_code_and_the_daemon_picks_the_token_u
     assert cached["accessToken"] in sso_world.portal.tokens and cached["startUrl"] == START_URL
     assert cached["clientId"] in sso_world.portal.clients  # so botocore can refresh it later
     assert cached["refreshToken"] in sso_world.portal.refresh_tokens
-    variables = env_of(world, project)  # the same daemon, nothing else done
+    variables = world.env_json(project)  # the same daemon, nothing else done
     assert sso_world.portal.oidc[f"CreateToken:{DEVICE_GRANT}:ok"] == 1
     assert variables["AWS_ACCESS_KEY_ID"].startswith("ASIA")
     assert sso_daemon.process.poll() is None
@@ -464,9 +431,8 @@ def test_stsd_login_refuses_a_profile_that_does_not_sign_in_with_sso(
 
 
 def test_short_lived_process_credentials_renew_at_half_their_life_not_later(
-    sso_world: SsoWorld, world: World, monkeypatch: pytest.MonkeyPatch
+    sso_world: SsoWorld, sso_env: World
 ) -> None:
-    in_world(world, monkeypatch)
     (sso_world.process_dir / "lifetime").write_text("900")  # 15 min: less than the usual 20 min lead
 
     async def scenario() -> None:
@@ -502,9 +468,8 @@ def test_short_lived_process_credentials_renew_at_half_their_life_not_later(
 
 
 def test_a_session_serving_its_sources_own_credentials_renews_when_the_source_does(
-    sso_world: SsoWorld, world: World, monkeypatch: pytest.MonkeyPatch
+    sso_world: SsoWorld, sso_env: World
 ) -> None:
-    in_world(world, monkeypatch)
     (sso_world.process_dir / "lifetime").write_text("900")
 
     async def scenario() -> None:
@@ -566,9 +531,8 @@ def test_status_text_says_where_the_sign_in_stands(expires_in_s: Any, needs: boo
 
 
 def test_role_next_to_an_sso_profile_says_to_name_it_as_the_source(
-    sso_world: SsoWorld, world: World, monkeypatch: pytest.MonkeyPatch
+    sso_world: SsoWorld, sso_env: World
 ) -> None:
-    in_world(world, monkeypatch)
     from stsd.daemon.config import DaemonConfig
 
     settings = RoleSettings(profile="dev", role_arn=f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}")

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,19 +27,26 @@ BUCKET = "alice-data"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}"
 USER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:user/{USER_NAME}"
 
-# moto does not match `arn:aws:iam::ACCT:root` as a principal (a known moto gap), so the user ARN is listed too.
-_TRUST_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"AWS": [f"arn:aws:iam::{ACCOUNT_ID}:root", USER_ARN]},
-            "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}},
-        }
-    ],
-}
-_ROLE_POLICY = {
+
+def trust_policy(condition: dict[str, object]) -> dict[str, object]:
+    """A trust policy letting alice (and her account) assume the role under `condition`."""
+    # moto does not match `arn:aws:iam::ACCT:root` as a principal (a known moto gap), so the user ARN is
+    # listed too.
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": [f"arn:aws:iam::{ACCOUNT_ID}:root", USER_ARN]},
+                "Action": "sts:AssumeRole",
+                "Condition": condition,
+            }
+        ],
+    }
+
+
+_TRUST_POLICY = trust_policy({"StringEquals": {"sts:ExternalId": EXTERNAL_ID}})
+ROLE_POLICY = {  # what the role's sessions may do
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:GetCallerIdentity"], "Resource": "*"}],
 }
@@ -127,6 +136,15 @@ class LocalAws:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @contextmanager
+    def unenforced(self) -> Iterator[None]:
+        """IAM enforcement off for the block: the world's administrator at work, unchecked."""
+        self.set_enforcement(False)
+        try:
+            yield
+        finally:
+            self.set_enforcement(True)
+
     def set_enforcement(self, on: bool) -> None:
         """IAM enforcement: every request must be signed by a known identity allowed to make it."""
         body = b"0" if on else b"inf"
@@ -164,7 +182,7 @@ class LocalAws:
             RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST_POLICY), MaxSessionDuration=3600
         )
         iam.put_role_policy(
-            RoleName=ROLE_NAME, PolicyName="s3-access", PolicyDocument=json.dumps(_ROLE_POLICY)
+            RoleName=ROLE_NAME, PolicyName="s3-access", PolicyDocument=json.dumps(ROLE_POLICY)
         )
         self.client("s3").create_bucket(Bucket=BUCKET)
         key = iam.create_access_key(UserName=USER_NAME)["AccessKey"]
@@ -180,13 +198,14 @@ class LocalAws:
             f"aws_access_key_id = {self.alice.access_key_id}\n"
             f"aws_secret_access_key = {self.alice.secret_access_key}\n"
         )
-        (aws / "config").write_text(
-            f"[profile {USER_NAME}]\nregion = {REGION}\n\n"
-            f"[profile {ROLE_NAME}]\n"
-            f"role_arn = {ROLE_ARN}\n"
-            f"source_profile = {USER_NAME}\n"
-            f"external_id = {EXTERNAL_ID}\n"
-            f"role_session_name = s3-access\n"
-            f"region = {REGION}\n"
-        )
+        (aws / "config").write_text(f"[profile {USER_NAME}]\nregion = {REGION}\n\n" + role_profile(ROLE_NAME))
         return aws
+
+
+def role_profile(name: str, *, session_name: str = "s3-access", source: str = USER_NAME) -> str:
+    """The ~/.aws/config section of a profile that assumes alice-sts with the external ID, from `source`
+    (alice's keys unless said)."""
+    return (
+        f"[profile {name}]\nrole_arn = {ROLE_ARN}\nsource_profile = {source}\nexternal_id = {EXTERNAL_ID}\n"
+        f"role_session_name = {session_name}\nregion = {REGION}\n"
+    )

@@ -18,7 +18,7 @@ def test_machine_that_slept_past_expiry_renews_on_wake_before_serving(
     aws_env: World, proxy: FaultProxy
 ) -> None:
     async def scenario() -> None:
-        async with running_manager(proxy) as h:
+        async with running_manager() as h:
             before = await h.credentials()
             assert before.credentials is not None
             h.clock.jump(3 * 3600)  # lid closed for three hours: the session expired meanwhile
@@ -35,7 +35,7 @@ def test_machine_that_slept_past_renewal_renews_by_itself_soon_after_waking(
     aws_env: World, proxy: FaultProxy
 ) -> None:
     async def scenario() -> None:
-        async with running_manager(proxy) as h:
+        async with running_manager() as h:
             before = await h.credentials()
             assert before.renew_at is not None and before.credentials is not None
             # Asleep from just before the renewal time until 5 minutes after it; nobody asks on wake.
@@ -53,7 +53,7 @@ def test_machine_that_slept_past_renewal_renews_by_itself_soon_after_waking(
 
 def test_a_clock_jumping_forward_and_back_causes_no_renewal_storm(aws_env: World, proxy: FaultProxy) -> None:
     async def scenario() -> None:
-        async with running_manager(proxy) as h:
+        async with running_manager() as h:
             left_when_handed_out = [h.seconds_left(await h.credentials())]
             for _ in range(20):  # a flapping clock: +1 h, then back
                 h.clock.jump(3600)
@@ -73,7 +73,7 @@ def test_a_wall_clock_stepped_back_never_makes_expired_credentials_look_valid(
     aws_env: World, proxy: FaultProxy
 ) -> None:
     async def scenario() -> None:
-        async with running_manager(proxy) as h:
+        async with running_manager() as h:
             before = await h.credentials()
             assert before.credentials is not None
             h.clock.jump(-1800)  # the clock was 30 min fast; NTP steps it back

@@ -11,7 +11,7 @@ from conftest import Daemon, World, ask_daemon
 from faultproxy import FaultProxy
 
 from stsd.daemon.sts_calls import STS_THREADS, StsClients, in_sts_pool
-from stsd.demo.local_aws import EXTERNAL_ID, REGION, ROLE_ARN, USER_NAME
+from stsd.demo.local_aws import role_profile
 
 from .conftest import running_manager
 
@@ -22,11 +22,7 @@ CLIENTS = 100
 def _role_profiles(world: World) -> list[str]:
     names = [f"cold-{i:02d}" for i in range(ROLES)]
     with (world.home / ".aws" / "config").open("a") as config:
-        for name in names:
-            config.write(
-                f"\n[profile {name}]\nrole_arn = {ROLE_ARN}\nsource_profile = {USER_NAME}\n"
-                f"external_id = {EXTERNAL_ID}\nrole_session_name = {name}\nregion = {REGION}\n"
-            )
+        config.writelines("\n" + role_profile(name, session_name=name) for name in names)
     return names
 
 
@@ -84,7 +80,7 @@ def test_sts_calls_run_on_their_own_pool() -> None:
 
 def test_session_count_is_counted_without_a_snapshot_of_each(aws_env: World, proxy: FaultProxy) -> None:
     async def scenario() -> tuple[int, int, int]:
-        async with running_manager(proxy) as harness:
+        async with running_manager() as harness:
             before = harness.manager.session_count()
             await harness.credentials()
             return before, harness.manager.session_count(), len(harness.manager.sessions())

@@ -5,41 +5,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from conftest import Daemon, World, ask_daemon
 from faultproxy import FaultProxy
+from mfa_stub import second_access_key
 
-from stsd.demo.local_aws import USER_NAME, LocalAws
+from stsd.demo.local_aws import USER_NAME, AliceKeys, LocalAws
 
 ASKS = 20
 
 
-@dataclass(frozen=True)
-class SpareKey:
-    access_key_id: str
-    secret_access_key: str
-
-
 @pytest.fixture
-def spare_key(local_aws: LocalAws) -> Iterator[SpareKey]:
+def spare_key(local_aws: LocalAws) -> Iterator[AliceKeys]:
     """A second access key for alice that the test may revoke (the shared first key must survive)."""
-    local_aws.set_enforcement(False)
-    try:
-        key = local_aws.client("iam").create_access_key(UserName=USER_NAME)["AccessKey"]
-    finally:
-        local_aws.set_enforcement(True)
-    yield SpareKey(key["AccessKeyId"], key["SecretAccessKey"])
-    local_aws.set_enforcement(False)
-    try:
-        iam = local_aws.client("iam")
-        if key["AccessKeyId"] in [
-            k["AccessKeyId"] for k in iam.list_access_keys(UserName=USER_NAME)["AccessKeyMetadata"]
-        ]:
-            iam.delete_access_key(UserName=USER_NAME, AccessKeyId=key["AccessKeyId"])
-    finally:
-        local_aws.set_enforcement(True)
+    with second_access_key(local_aws) as key:
+        yield key
 
 
 def _use_key(world: World, key_id: str, secret: str) -> None:
@@ -80,7 +61,7 @@ def _assert_one_clear_failure_and_no_storm(
 
 
 def test_revoked_source_key_is_reported_once_clearly_and_healed_by_fixing_the_file(
-    world: World, proxy: FaultProxy, spare_key: SpareKey, local_aws: LocalAws
+    world: World, proxy: FaultProxy, spare_key: AliceKeys, local_aws: LocalAws
 ) -> None:
     _use_key(world, spare_key.access_key_id, spare_key.secret_access_key)
     daemon = Daemon(world, extra_env={"AWS_ENDPOINT_URL": proxy.endpoint})
@@ -88,9 +69,8 @@ def test_revoked_source_key_is_reported_once_clearly_and_healed_by_fixing_the_fi
         early, late = _projects(world)
         held = json.loads(world.stsd("env", "--json", early, check=True).stdout)
 
-        local_aws.set_enforcement(False)
-        local_aws.client("iam").delete_access_key(UserName=USER_NAME, AccessKeyId=spare_key.access_key_id)
-        local_aws.set_enforcement(True)
+        with local_aws.unenforced():
+            local_aws.client("iam").delete_access_key(UserName=USER_NAME, AccessKeyId=spare_key.access_key_id)
 
         _assert_one_clear_failure_and_no_storm(
             world, proxy, late, ("InvalidClientTokenId", "unknown or deactivated")

@@ -64,7 +64,7 @@ def test_sts_outage_serves_held_credentials_backs_off_with_jitter_and_recovers(
     aws_env: World, proxy: FaultProxy, mode: str, options: dict[str, Any]
 ) -> None:
     async def scenario() -> None:
-        async with running_manager(proxy) as h:
+        async with running_manager() as h:
             first = await h.credentials()
             assert first.credentials is not None and first.renew_at is not None
             held = first.credentials.access_key_id
@@ -102,7 +102,7 @@ def test_outage_past_expiry_never_serves_expired_credentials(
     aws_env: World, proxy: FaultProxy, mode: str, options: dict[str, Any]
 ) -> None:
     async def scenario() -> None:
-        async with running_manager(proxy) as h:
+        async with running_manager() as h:
             first = await h.credentials()
             assert first.expires_at is not None
             proxy.set_mode(mode, actions={"AssumeRole"}, **options)
@@ -126,7 +126,7 @@ def test_outage_past_expiry_never_serves_expired_credentials(
 
 def test_many_shells_asking_during_an_outage_cause_no_retry_storm(aws_env: World, proxy: FaultProxy) -> None:
     async def scenario() -> None:
-        async with running_manager(proxy) as h:
+        async with running_manager() as h:
             first = await h.credentials()
             assert first.renew_at is not None and first.credentials is not None
             proxy.set_mode("throttle", actions={"AssumeRole"}, throttle_kind="400")

@@ -5,13 +5,12 @@ daemon keeps serving. The default run tries a few hundred inputs; `-m slow` a fe
 from __future__ import annotations
 
 import json
-import socket
 import string
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, World, ask_daemon
+from conftest import Daemon, World, ask_daemon, raw_exchange
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +41,7 @@ FUZZ = settings(
     ],
 )
 FUZZ_LONG = settings(FUZZ, max_examples=3000)
+PING = b'{"v": 1, "op": "ping"}'
 
 
 def assert_well_formed(reply: Any, sent: Any = None) -> None:
@@ -55,26 +55,20 @@ def assert_well_formed(reply: Any, sent: Any = None) -> None:
     assert "\n" not in error["message"], reply
 
 
-def exchange(path: Path, lines: list[bytes]) -> list[Any]:
-    """Send raw lines on one connection and read one reply per line (fewer if the daemon closes)."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(30)
-        sock.connect(str(path))
-        sock.sendall(b"".join(line + b"\n" for line in lines))
-        stream = sock.makefile("rb")
-        replies = []
-        for _ in lines:
-            raw = stream.readline()
-            if not raw:
-                break
-            replies.append(json.loads(raw))
-        return replies
+def exchange(daemon: Daemon, path: Path, lines: list[bytes]) -> list[Any]:
+    """Send raw lines and then a ping on one connection; the replies to the lines. The ping must be
+    answered too, by the same daemon: no line ends the connection or the daemon."""
+    replies = raw_exchange(path, b"".join(line + b"\n" for line in [*lines, PING]), len(lines) + 1, 30)
+    assert len(replies) == len(lines) + 1, replies
+    pong = replies.pop()
+    assert pong["ok"] is True and pong["pid"] == daemon.process.pid, pong
+    return replies
 
 
 # -- strategies --------------------------------------------------------------------------------------------
 raw_lines = st.binary(max_size=2048).map(lambda b: b.replace(b"\n", b" "))
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
     max_leaves=20,
 )
@@ -105,16 +99,14 @@ def _still_serving(world: World, daemon: Daemon) -> None:
     assert "Traceback" not in daemon.log, daemon.log[-3000:]
 
 
-def _fuzz_raw(world: World, lines: list[bytes]) -> None:
-    replies = exchange(world.socket, lines)
-    assert len(replies) == len(lines)
+def _fuzz_raw(world: World, daemon: Daemon, lines: list[bytes]) -> None:
+    replies = exchange(daemon, world.socket, lines)
     for line, reply in zip(lines, replies):
         assert_well_formed(reply, line)
 
 
-def _fuzz_json(world: World, requests: list[Any]) -> None:
-    replies = exchange(world.socket, _lines_of(requests))
-    assert len(replies) == len(requests)
+def _fuzz_json(world: World, daemon: Daemon, requests: list[Any]) -> None:
+    replies = exchange(daemon, world.socket, _lines_of(requests))
     for request, reply in zip(requests, replies):
         assert_well_formed(reply, request)
         echoed = (
@@ -130,7 +122,7 @@ def test_arbitrary_bytes_get_well_formed_errors(world: World, daemon: Daemon) ->
     @FUZZ
     @given(st.lists(raw_lines, min_size=1, max_size=5))
     def run(lines: list[bytes]) -> None:
-        _fuzz_raw(world, lines)
+        _fuzz_raw(world, daemon, lines)
 
     run()
     _still_serving(world, daemon)
@@ -142,7 +134,7 @@ def test_arbitrary_json_and_almost_right_requests_get_well_formed_replies(
     @FUZZ
     @given(st.lists(st.one_of(json_values, almost_right), min_size=1, max_size=5))
     def run(requests: list[Any]) -> None:
-        _fuzz_json(world, requests)
+        _fuzz_json(world, daemon, requests)
 
     run()
     _still_serving(world, daemon)
@@ -159,7 +151,7 @@ def test_long_fuzz_of_the_protocol(world: World, daemon: Daemon) -> None:
         )
     )
     def run(lines: list[bytes]) -> None:
-        _fuzz_raw(world, lines)
+        _fuzz_raw(world, daemon, lines)
 
     run()
     _still_serving(world, daemon)

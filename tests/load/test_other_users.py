@@ -10,7 +10,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -19,21 +18,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, Daemon, World, ask_daemon
+from other_user import NOBODY, SYSTEM_PYTHON, as_root, as_user, run_as
 
-NOBODY = 65534
 VICTIM = 65533  # an otherwise unused uid, so its /tmp/stsd-<uid> fallback path is ours alone to test
-SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
-
-as_root = pytest.mark.skipif(
-    os.getuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv to act as other users"
-)
-
-
-def _as_user(uid: int, argv: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv],
-        env=env, capture_output=True, text=True, timeout=60, **kwargs,
-    )  # fmt: skip
 
 
 _FLOOD = textwrap.dedent(
@@ -64,7 +51,7 @@ def test_another_users_connections_are_all_refused_while_ours_are_served(
         os.chmod(directory, 0o711)
     os.chmod(world.socket, 0o666)
     intruder = subprocess.Popen(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", SYSTEM_PYTHON, "-c", _FLOOD, str(world.socket), "100"],
+        as_user([SYSTEM_PYTHON, "-c", _FLOOD, str(world.socket), "100"]),
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     ours = [ask_daemon(world.socket, {"op": "credentials", "profile": "alice-sts"})[0] for _ in range(20)]
@@ -144,7 +131,7 @@ def planted_socket() -> Iterator[Path]:
     directory.mkdir(mode=0o711)
     os.chown(directory, NOBODY, NOBODY)
     impostor = subprocess.Popen(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", SYSTEM_PYTHON, "-c", _IMPOSTOR, str(directory / "stsd.sock")],
+        as_user([SYSTEM_PYTHON, "-c", _IMPOSTOR, str(directory / "stsd.sock")]),
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -183,8 +170,8 @@ def test_client_refuses_a_socket_another_user_planted(victim_home: Path, planted
     deadline = time.monotonic() + 5
     while not planted_socket.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    result = _as_user(
-        VICTIM, [SYSTEM_PYTHON, "-m", "stsd", "env", "--json", str(project)], env, cwd=str(home)
+    result = run_as(
+        [SYSTEM_PYTHON, "-m", "stsd", "env", "--json", str(project)], VICTIM, env=env, cwd=str(home)
     )
     assert "ASIAIMPOSTOR" not in result.stdout
     assert result.returncode != 0

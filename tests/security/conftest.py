@@ -20,21 +20,20 @@ from typing import Any
 import psutil
 import pytest
 from conftest import STSD, World, ask_daemon
+from other_user import NOBODY, SYSTEM_PYTHON, as_root, as_user
 from shells.conftest import InteractiveShell, open_shell, shell_kind
 
-__all__ = ["open_shell", "shell_kind"]  # the pty harness's fixtures, visible to tests in this package
+__all__ = [
+    "NOBODY",
+    "SYSTEM_PYTHON",
+    "as_root",
+    "open_shell",
+    "shell_kind",
+]  # the pty harness's fixtures, visible to tests in this package
 
-NOBODY = 65534
 # The installed console script, as a user runs it: `python -m stsd` would itself put the cwd first on
 # sys.path, which is exactly what the hostile-repository tests must not excuse.
 STSD_BIN = str(Path(sys.executable).parent / "stsd")
-# Another user cannot run the venv's interpreter (it lives under /root); the system one it can.
-SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
-
-as_root = pytest.mark.skipif(
-    os.getuid() != 0 or shutil.which("setpriv") is None,
-    reason="needs root and setpriv to act as another local user (CI runs the tests as root)",
-)
 
 ALICE = 'profile = "alice-sts"\n'
 
@@ -193,7 +192,7 @@ class FakeDaemon:
         self.socket_path = socket_path
         argv = [SYSTEM_PYTHON, "-I", "-c", _FAKE_DAEMON, str(socket_path), json.dumps(replies)]
         if uid is not None:
-            argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv]
+            argv = as_user(argv, uid)
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         ready = self.process.stdout.readline().strip()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -64,88 +65,71 @@ def project(world: World) -> Path:
     return trusted_project(world, "app", ALICE)
 
 
-# -- (a) another user owns the /tmp fallback directory -------------------------------------------------
-
-MODES = [pytest.param(0o700, id="0700"), pytest.param(0o777, id="0777")]
-
-
-@as_root
-@pytest.mark.parametrize("mode", MODES)
-def test_hook_refuses_a_fallback_directory_another_user_owns(
-    world: World, project: Path, tmp_fallback: Path, fake_daemons, open_shell, tmp_path: Path, mode: int
-) -> None:
-    marker = tmp_path / "prompt-command-ran"
-    plant_as_nobody(
-        tmp_fallback, mode, fake_replies(project / ".stsd.toml", hostile_variables(marker)), fake_daemons
-    )
-    shell = open_shell(env=fallback_env(world))
-    before = shell_environment(shell)
-
-    output = enter_and_prompt(shell, project)
-
-    assert_nothing_applied(before, shell_environment(shell), marker)
-    assert len(lines_with(output, f"owned by uid {NOBODY}")) == 1, output
+# -- (a) another user owns the /tmp fallback directory; (b) our own private directory, but another user's
+# process serves the socket in it ---------------------------------------------------------------------
 
 
-@as_root
-@pytest.mark.parametrize("mode", MODES)
-def test_env_refuses_a_fallback_directory_another_user_owns(
-    world: World, project: Path, tmp_fallback: Path, fake_daemons, tmp_path: Path, mode: int
-) -> None:
-    marker = tmp_path / "prompt-command-ran"
-    plant_as_nobody(
-        tmp_fallback, mode, fake_replies(project / ".stsd.toml", hostile_variables(marker)), fake_daemons
-    )
+def owned_by_nobody(mode: int) -> Callable[[Path, dict, list[FakeDaemon]], FakeDaemon]:
+    """(a): nobody creates the directory with `mode` and serves in it."""
 
-    result = run_stsd("env", "--json", str(project), env=fallback_env(world), cwd=world.home)
+    def plant(directory: Path, replies: dict, fake_daemons: list[FakeDaemon]) -> FakeDaemon:
+        return plant_as_nobody(directory, mode, replies, fake_daemons)
 
-    assert "ASIAFAKE" not in result.stdout
-    assert result.returncode != 0
-    assert lines_with(result.stderr, f"owned by uid {NOBODY}"), result.stderr
+    return plant
 
 
-# -- (b) our own private directory, but another user's process serves the socket in it ----------------
-
-
-def plant_in_our_directory(directory: Path, replies: dict, fake_daemons) -> FakeDaemon:
-    """nobody binds and listens in `directory` while it is theirs; then it becomes ours and private."""
+def plant_in_our_directory(directory: Path, replies: dict, fake_daemons: list[FakeDaemon]) -> FakeDaemon:
+    """(b): nobody binds and listens in `directory` while it is theirs; then it becomes ours and private."""
     server = plant_as_nobody(directory, 0o700, replies, fake_daemons)
     os.chown(directory, os.getuid(), os.getgid())
     os.chmod(directory, 0o700)
     return server
 
 
+# How each is planted, and the words of the one line that refuses it.
+IMPOSTORS = [
+    pytest.param(owned_by_nobody(0o700), "owned by", id="directory-of-another-user-0700"),
+    pytest.param(owned_by_nobody(0o777), "owned by", id="directory-of-another-user-0777"),
+    pytest.param(plant_in_our_directory, "served by", id="socket-served-by-another-user"),
+]
+
+
 @as_root
-def test_hook_refuses_a_socket_served_by_another_user(
-    world: World, project: Path, tmp_fallback: Path, fake_daemons, open_shell, tmp_path: Path
+@pytest.mark.parametrize(("plant", "cause"), IMPOSTORS)
+def test_hook_refuses_another_users_socket(
+    world: World,
+    project: Path,
+    tmp_fallback: Path,
+    fake_daemons,
+    open_shell,
+    tmp_path: Path,
+    plant,
+    cause: str,
 ) -> None:
     marker = tmp_path / "prompt-command-ran"
-    plant_in_our_directory(
-        tmp_fallback, fake_replies(project / ".stsd.toml", hostile_variables(marker)), fake_daemons
-    )
+    plant(tmp_fallback, fake_replies(project / ".stsd.toml", hostile_variables(marker)), fake_daemons)
     shell = open_shell(env=fallback_env(world))
     before = shell_environment(shell)
 
     output = enter_and_prompt(shell, project)
 
     assert_nothing_applied(before, shell_environment(shell), marker)
-    assert len(lines_with(output, f"served by uid {NOBODY}")) == 1, output
+    assert len(lines_with(output, f"{cause} uid {NOBODY}")) == 1, output
 
 
 @as_root
-def test_env_refuses_a_socket_served_by_another_user(
-    world: World, project: Path, tmp_fallback: Path, fake_daemons, tmp_path: Path
+@pytest.mark.parametrize(("plant", "cause"), IMPOSTORS)
+def test_env_refuses_another_users_socket(
+    world: World, project: Path, tmp_fallback: Path, fake_daemons, tmp_path: Path, plant, cause: str
 ) -> None:
     marker = tmp_path / "prompt-command-ran"
-    plant_in_our_directory(
-        tmp_fallback, fake_replies(project / ".stsd.toml", hostile_variables(marker)), fake_daemons
-    )
+    plant(tmp_fallback, fake_replies(project / ".stsd.toml", hostile_variables(marker)), fake_daemons)
 
     result = run_stsd("env", "--json", str(project), env=fallback_env(world), cwd=world.home)
 
     assert "ASIAFAKE" not in result.stdout
     assert result.returncode != 0
-    assert lines_with(result.stderr, f"served by uid {NOBODY}"), result.stderr
+    assert lines_with(result.stderr, f"{cause} uid {NOBODY}"), result.stderr
 
 
 # -- (c) a same-uid server whose reply carries variables stsd never sets -------------------------------

@@ -5,36 +5,20 @@ clear line."""
 
 from __future__ import annotations
 
-import boto3
 import pytest
-from conftest import Daemon
+from conftest import CREDENTIAL_VARIABLES as CREDENTIALS
+from conftest import Daemon, caller_arn
 from mfa_stub import MFA_ROLE_NAME, totp, wrong_code
 
-from stsd.demo.local_aws import ACCOUNT_ID, REGION
+from stsd.demo.local_aws import ACCOUNT_ID
 
-CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 NOTICE = "stsd: alice needs an MFA code: run stsd mfa"
 
 
 @pytest.fixture
 def mfa_project(mfa_world):
-    daemon = Daemon(mfa_world)
-    directory = mfa_world.project("mfa-project", 'profile = "alice-mfa"\n')
-    mfa_world.stsd("allow", str(directory), check=True)
-    yield directory
-    daemon.stop()
-
-
-def caller_arn(stub, environment: dict[str, str]) -> str:
-    sts = boto3.client(
-        "sts",
-        endpoint_url=stub.endpoint,
-        region_name=REGION,
-        aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=environment["AWS_SESSION_TOKEN"],
-    )
-    return sts.get_caller_identity()["Arn"]
+    with Daemon(mfa_world):
+        yield mfa_world.allowed("mfa-project", 'profile = "alice-mfa"\n')
 
 
 def test_code_on_stdin_unlocks_the_project_at_the_next_prompt(mfa_world, mfa_sts, mfa_project, open_shell):
@@ -54,7 +38,7 @@ def test_code_on_stdin_unlocks_the_project_at_the_next_prompt(mfa_world, mfa_sts
     assert "stsd: loaded alice-mfa" in unlocked  # the prompt right after `stsd mfa`
     environment = shell.env()
     assert (
-        caller_arn(mfa_sts, environment)
+        caller_arn(mfa_sts.endpoint, environment)
         == f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{MFA_ROLE_NAME}/mfa-access"
     )
     assert mfa_sts.count("GetSessionToken") == 1 and mfa_sts.codes_accepted == 1

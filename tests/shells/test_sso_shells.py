@@ -6,23 +6,19 @@ daemon."""
 
 from __future__ import annotations
 
-import boto3
 import pytest
-from conftest import Daemon
+from conftest import CREDENTIAL_VARIABLES as CREDENTIALS
+from conftest import Daemon, caller_arn
 
-from stsd.demo.local_aws import REGION, USER_ARN
+from stsd.demo.local_aws import USER_ARN
 
-CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 NOTICE = "stsd: dev needs a new sign-in: run aws sso login --sso-session corp"
 
 
 @pytest.fixture
 def sso_project(sso_world, world):
-    daemon = Daemon(world)
-    directory = world.project("sso-project", 'profile = "dev"\n')
-    world.stsd("allow", str(directory), check=True)
-    yield directory, daemon
-    daemon.stop()
+    with Daemon(world) as daemon:
+        yield world.allowed("sso-project", 'profile = "dev"\n'), daemon
 
 
 def test_expired_sign_in_is_one_notice_and_the_next_sign_in_loads_at_the_next_prompt(
@@ -47,14 +43,6 @@ def test_expired_sign_in_is_one_notice_and_the_next_sign_in_loads_at_the_next_pr
 
     assert "stsd: loaded dev" in loaded
     environment = shell.env()
-    sts = boto3.client(
-        "sts",
-        endpoint_url=sso_world.sts.endpoint,
-        region_name=REGION,
-        aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=environment["AWS_SESSION_TOKEN"],
-    )
-    assert sts.get_caller_identity()["Arn"] == USER_ARN
+    assert caller_arn(sso_world.sts.endpoint, environment) == USER_ARN
     assert environment["STSD_PROFILE"] == "dev"
     assert daemon.process.poll() is None and sso_world.portal.calls == {"ok": 1}
