@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from conftest import STSD, Daemon, World, ask_daemon
-from test_endpoint import ENDPOINT_PROJECT, env_json, get
-from test_sessions import Harness, harness
+from harness import Harness, harness
+from test_endpoint import ENDPOINT_PROJECT, get
 
 from stsd import paths
 from stsd.daemon.service import Service
@@ -144,7 +144,7 @@ def test_a_denied_project_and_a_removed_profile_end_their_sessions(daemon: Daemo
 def test_a_token_kept_over_a_restart_names_its_projects_session(daemon: Daemon, world: World) -> None:
     project = world.project("app", ENDPOINT_PROJECT)
     allow(world, project)
-    variables = env_json(world, project)
+    variables = world.env_json(project)
     daemon.stop()
     again = Daemon(world)  # a restart: the process's URL and token stay valid, the daemon knows no file yet
     try:
