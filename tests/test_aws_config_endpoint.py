@@ -173,13 +173,21 @@ def test_endpoint_url_in_the_source_profile_routes_assume_role(
     assert_served_through(world, sts_proxy, allowed_project(world))
 
 
-def test_endpoint_url_of_another_profile_does_not_apply(
-    aws_config_world: World, sts_proxy: FaultProxy
+@pytest.mark.parametrize(
+    "alice, extra",
+    [
+        pytest.param("", "[profile elsewhere]\nendpoint_url = {endpoint}\n", id="another-profile"),
+        pytest.param("endpoint_url = {endpoint}\nignore_configured_endpoint_urls = true\n", "", id="ignored"),
+    ],
+)
+def test_endpoint_url_applies_only_to_its_profile_and_only_unless_ignored(
+    aws_config_world: World, sts_proxy: FaultProxy, alice: str, extra: str
 ) -> None:
-    """The source profile's settings, not the role profile's nor any other's: with endpoint_url only
-    on alice-sts, the daemon's AssumeRole from alice goes to AWS (here: the dead proxy) and fails."""
+    """The source profile's settings, not another profile's; and none when the profile says to ignore
+    configured endpoints: the daemon's AssumeRole from alice then goes to AWS (here: the dead proxy)."""
     world = aws_config_world
-    write_config(world, extra=f"[profile elsewhere]\nendpoint_url = {sts_proxy.endpoint}\n")
+    endpoint = sts_proxy.endpoint
+    write_config(world, alice=alice.format(endpoint=endpoint), extra=extra.format(endpoint=endpoint))
     directory = allowed_project(world)
     daemon = Daemon(world)
     try:
@@ -188,7 +196,7 @@ def test_endpoint_url_of_another_profile_does_not_apply(
         daemon.stop()
 
     assert result.returncode != 0
-    assert "AssumeRole" in result.stderr and "unreachable" in result.stderr, result.stderr
+    assert f"AssumeRole {ROLE_ARN}: STS unreachable" in result.stderr, result.stderr
     assert sts_proxy.count() == 0
 
 
