@@ -443,6 +443,7 @@ class SourceRegistry:
         self._client_lock = threading.Lock()  # botocore sessions are not thread-safe; clients are
         self._client_sessions: dict[str | None, botocore.session.Session] = {}
         self._client_sessions_under: object = None
+        self._loader: tuple[object, Any] | None = None  # (data path, botocore's loader of it)
         self._clients = StsClients(self._new_sts_client, settings=self._client_settings)
 
     def fingerprint(self) -> tuple[FileStamp, ...]:
@@ -516,16 +517,19 @@ class SourceRegistry:
 
     def _client_session(self, profile: str | None, settings: object) -> botocore.session.Session:
         """One botocore session per profile, made again when the settings change (a session reads the
-        AWS files once). They share one loader: a new session then costs a few ms, not the models' load."""
+        AWS files once). All share one loader while the data path stays (botocore's AWS_DATA_PATH or
+        data_path): a new session then costs milliseconds, not the service models' load."""
         if self._client_sessions_under != settings:
             self._client_sessions = {}
             self._client_sessions_under = settings
         session = self._client_sessions.get(profile)
         if session is None:
             session = botocore.session.Session(profile=profile)
-            first = next(iter(self._client_sessions.values()), None)
-            if first is not None:
-                session.register_component("data_loader", first.get_component("data_loader"))
+            data_path = session.get_config_variable("data_path")
+            if self._loader is not None and self._loader[0] == data_path:
+                session.register_component("data_loader", self._loader[1])
+            else:
+                self._loader = (data_path, session.get_component("data_loader"))
             self._client_sessions[profile] = session
         return session
 
