@@ -48,6 +48,7 @@ _AMBIENT = (
     "AWS_ENDPOINT_URL_STS",
     "AWS_ENDPOINT_URL_SSO",
     "AWS_ENDPOINT_URL_SSO_OIDC",
+    "AWS_CA_BUNDLE",  # a machine-wide bundle would override a profile's ca_bundle in the tests that set one
     "STSD_SOCKET",
     "XDG_RUNTIME_DIR",
     "XDG_CONFIG_HOME",

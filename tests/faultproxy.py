@@ -1,6 +1,7 @@
 """A local HTTP proxy in front of the local STS that injects faults and counts requests by action.
 
-Tests point a daemon's AWS_ENDPOINT_URL at `FaultProxy.endpoint` and switch `mode` while it runs:
+Tests point a daemon's AWS_ENDPOINT_URL at `FaultProxy.endpoint` and switch `mode` while it runs (with
+`tls`, an SSL context holding a certificate, it answers HTTPS and forwards plain HTTP):
 pass (forward), down (refuse connections), slow (hold the request beyond client timeouts),
 throttle (400 Throttling XML, 429 or 503), garbage (200 with bytes that are not XML) and
 error (a chosen AWS error code, e.g. ExpiredToken). Loopback only; every sleep is interruptible.
@@ -9,6 +10,7 @@ error (a chosen AWS error code, e.g. ExpiredToken). Loopback only; every sleep i
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -38,7 +40,9 @@ class FaultProxy:
     """A threaded HTTP proxy on 127.0.0.1; `mode` applies to requests whose action is in `actions`
     (every request when `actions` is None)."""
 
-    def __init__(self, upstream: str, *, slow_seconds: float = 30.0) -> None:
+    def __init__(
+        self, upstream: str, *, slow_seconds: float = 30.0, tls: ssl.SSLContext | None = None
+    ) -> None:
         parsed = urllib.parse.urlsplit(upstream)
         self.upstream_host = parsed.hostname or "127.0.0.1"
         self.upstream_port = parsed.port or 80
@@ -47,11 +51,12 @@ class FaultProxy:
         self.error_code = "ExpiredToken"
         self.error_status = 403
         self.slow_seconds = slow_seconds
+        self.tls = tls
         self.actions: frozenset[str] | None = None
         self._calls: list[Call] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = serve(self, _ProxyHandler)
+        self._server = serve(self, _ProxyHandler, tls=tls)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     @property

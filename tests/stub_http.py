@@ -5,6 +5,7 @@ connection, relaying a request to the local STS unchanged, and STS's error XML."
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,15 +33,16 @@ class _Server(ThreadingHTTPServer):
 class LocalServer:
     """A ThreadingHTTPServer on 127.0.0.1 serving `handler` from a daemon thread; `port` 0 picks one."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(self, handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls  # a context holding a certificate: answer HTTPS
         self.port = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def listening(self) -> bool:
@@ -57,6 +59,10 @@ class LocalServer:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+        if self.tls is not None:
+            # The handshake runs in accept(); one a client refuses (an untrusted certificate) is an
+            # OSError there, which the server loop drops.
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
@@ -79,9 +85,11 @@ class LocalServer:
         self.stop()
 
 
-def serve(owner: Any, handler: type[BaseHTTPRequestHandler]) -> LocalServer:
+def serve(
+    owner: Any, handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None
+) -> LocalServer:
     """A LocalServer (not started) whose handler class sees `owner` as `self.owner`."""
-    return LocalServer(type(handler.__name__, (handler,), {"owner": owner}))
+    return LocalServer(type(handler.__name__, (handler,), {"owner": owner}), tls)
 
 
 class QuietHandler(BaseHTTPRequestHandler):

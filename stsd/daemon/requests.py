@@ -69,6 +69,8 @@ class RoleRequest:
     duration_seconds: int | None  # None = the STS default (3600 s)
     region: str
     label: str = field(default="", compare=False)
+    # For a credential_source source only: the role profile it comes from (see sts_profile).
+    role_profile: str | None = None
 
     @property
     def account(self) -> str | None:
@@ -77,6 +79,15 @@ class RoleRequest:
     @property
     def mfa_serial(self) -> str | None:
         return self.source.mfa_serial
+
+    @property
+    def sts_profile(self) -> str | None:
+        """The AWS config profile whose endpoint and CA settings (endpoint_url, [services], ca_bundle...)
+        the STS calls follow. The source profile, as for `aws --profile SOURCE sts assume-role`. A
+        credential_source has no profile of its own: the role profile it lives in, whose settings the AWS
+        CLI's AssumeRole for that profile uses; a role with no profile at all (inline in .stsd.toml)
+        gets None, botocore's default profile (AWS_PROFILE, else [default]), as the CLI with no --profile."""
+        return self.source.profile if self.source.profile is not None else self.role_profile
 
 
 class RequestError(Exception):
@@ -257,6 +268,7 @@ def _build(
         duration_seconds=_duration(values.get("duration_seconds")),
         region=str(region.value) if region else config.region,
         label=label,
+        role_profile=own_profile if source.credential_source is not None else None,
     )
 
 

@@ -60,7 +60,7 @@ class SessionTokenSource:
         settings: SourceSettings,
         config: DaemonConfig,
         clock: Clock,
-        sts_client: Callable[[SourceCredentials, str], Any],
+        sts_client: Callable[[SourceCredentials, str, str | None], Any],
     ) -> None:
         self.spec = spec
         self._base = base
@@ -215,7 +215,9 @@ class SessionTokenSource:
         with self._lock:
             self.get_session_token_calls += 1
         try:
-            reply = self._sts_client(base, self._config.region).get_session_token(**params)
+            # The source profile's endpoint and CA settings apply, as to `aws --profile SOURCE sts ...`.
+            client = self._sts_client(base, self._config.region, spec.profile)
+            reply = client.get_session_token(**params)
         except Exception as error:
             failure = classify(error, action=action, hints=_MFA_HINTS)
             if not type(error).__module__.startswith("botocore"):

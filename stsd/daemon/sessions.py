@@ -636,7 +636,7 @@ class SessionManager:
         with self._count_lock:
             self.assume_role_calls += 1
         try:
-            client = self._sources.sts_client(source, request.region)
+            client = self._sources.sts_client(source, request.region, request.sts_profile)
             reply = client.assume_role(**params)
         except Exception as error:
             failure = classify(error, action=action)

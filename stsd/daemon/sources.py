@@ -26,7 +26,7 @@ from stsd import protocol
 from stsd.daemon.clock import Clock, SystemClock
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.secret import Secret
-from stsd.daemon.sts_calls import StsClients
+from stsd.daemon.sts_calls import ClientFor, StsClients, client_environment
 from stsd.daemon.sts_errors import FailureKind, classify, one_line
 
 log = logging.getLogger(__name__)
@@ -441,8 +441,10 @@ class SourceRegistry:
         self._lock = threading.Lock()
         self._entries: dict[SourceSpec, _Entry] = {}
         self._client_lock = threading.Lock()  # botocore sessions are not thread-safe; clients are
-        self._client_session: botocore.session.Session | None = None
-        self._clients = StsClients(self._new_sts_client)
+        self._client_sessions: dict[str | None, botocore.session.Session] = {}
+        self._client_sessions_under: object = None
+        self._loader: tuple[object, Any] | None = None  # (data path, botocore's loader of it)
+        self._clients = StsClients(self._new_sts_client, settings=self._client_settings)
 
     def fingerprint(self) -> tuple[FileStamp, ...]:
         return aws_files_fingerprint()
@@ -475,30 +477,61 @@ class SourceRegistry:
         entry.asked = True
         return entry.provider.unlock(code)
 
-    def sts_client(self, source: SourceCredentials, region: str) -> Any:
-        """An STS client signing with `source`, built once per source credentials and region."""
-        token = source.session_token.reveal() if source.session_token else None
-        return self._clients.client(source.access_key_id, source.secret_access_key.reveal(), token, region)
+    def sts_client(self, source: SourceCredentials, region: str, profile: str | None) -> Any:
+        """An STS client signing with `source`, built once per source credentials, region and profile.
 
-    def _new_sts_client(self, access_key_id: str, secret: str, token: str | None, region: str) -> Any:
-        """Short timeouts and no botocore retries: the session manager retries with its own backoff,
-        and a caller waiting on a prompt must not wait for both."""
+        `profile` is the AWS config profile whose endpoint and CA settings the call follows, as the AWS
+        CLI's `aws --profile PROFILE sts ...` would: the source profile whose keys sign it (a role with a
+        credential_source: the profile the role lives in). None is botocore's default profile
+        (AWS_PROFILE, else [default]): what the CLI does with no --profile, for a role with no profile."""
+        token = source.session_token.reveal() if source.session_token else None
+        return self._clients.client(
+            source.access_key_id, source.secret_access_key.reveal(), token, region, profile
+        )
+
+    def _client_settings(self) -> tuple[object, ...]:
+        """What else decides how botocore builds a client: the AWS files as they are now (their stamps,
+        the same ones that reload sources) and the variables botocore reads."""
+        return (aws_files_fingerprint(), client_environment())
+
+    def _new_sts_client(self, order: ClientFor) -> Any:
+        """Built by botocore from a session of the profile, so endpoint_url, [services] sections,
+        ignore_configured_endpoint_urls, sts_regional_endpoints and ca_bundle (and their AWS_* variables)
+        apply as botocore applies them. Short timeouts and no botocore retries: the session manager
+        retries with its own backoff, and a caller waiting on a prompt must not wait for both."""
         client_config = botocore.config.Config(
             connect_timeout=self._config.sts_connect_timeout,
             read_timeout=self._config.sts_read_timeout,
             retries={"mode": "standard", "total_max_attempts": 1},
         )
         with self._client_lock:
-            if self._client_session is None:
-                self._client_session = botocore.session.Session()
-            return self._client_session.create_client(
+            session = self._client_session(order.profile, order.settings)
+            return session.create_client(
                 "sts",
-                region_name=region,  # without one botocore would use the global endpoint
-                aws_access_key_id=access_key_id,
-                aws_secret_access_key=secret,
-                aws_session_token=token,
+                region_name=order.region,  # without one botocore would use the global endpoint
+                aws_access_key_id=order.access_key_id,
+                aws_secret_access_key=order.secret,
+                aws_session_token=order.token,
                 config=client_config,
             )
+
+    def _client_session(self, profile: str | None, settings: object) -> botocore.session.Session:
+        """One botocore session per profile, made again when the settings change (a session reads the
+        AWS files once). All share one loader while the data path stays (botocore's AWS_DATA_PATH or
+        data_path): a new session then costs milliseconds, not the service models' load."""
+        if self._client_sessions_under != settings:
+            self._client_sessions = {}
+            self._client_sessions_under = settings
+        session = self._client_sessions.get(profile)
+        if session is None:
+            session = botocore.session.Session(profile=profile)
+            data_path = session.get_config_variable("data_path")
+            if self._loader is not None and self._loader[0] == data_path:
+                session.register_component("data_loader", self._loader[1])
+            else:
+                self._loader = (data_path, session.get_component("data_loader"))
+            self._client_sessions[profile] = session
+        return session
 
     def identify(self, spec: SourceSpec) -> str | None:
         """The source's identity ARN (GetCallerIdentity), cached until the AWS files change. A session of
@@ -512,7 +545,9 @@ class SourceRegistry:
             return cached.arn
         try:
             source = entry.provider.credentials()
-            reply = self.sts_client(source, self._config.region).get_caller_identity()
+            # The long-term source's profile decides where GetCallerIdentity goes; a credential_source
+            # is asked through the default profile (status only: the role's own calls follow its profile).
+            reply = self.sts_client(source, self._config.region, spec.base.profile).get_caller_identity()
             arn, error = str(reply["Arn"]), None
         except SourceError as failure:
             arn, error = None, failure.message

@@ -72,7 +72,8 @@ def sign_in(
     if settings.start_url is None or region is None:
         raise LoginError(f"profile {profile!r}: expected sso_start_url and sso_region for its sign-in")
     scopes = [s.strip() for s in str(section.get("sso_registration_scopes", "")).split(",") if s.strip()]
-    client = botocore.session.Session().create_client(
+    # A session of the profile: its endpoint and CA settings apply, as to `aws sso login --profile NAME`.
+    client = botocore.session.Session(profile=profile).create_client(
         "sso-oidc",
         region_name=str(region),
         config=botocore.config.Config(signature_version=UNSIGNED, connect_timeout=5, read_timeout=15),

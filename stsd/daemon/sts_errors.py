@@ -99,6 +99,13 @@ def classify(error: BaseException, *, action: str, hints: Mapping[str, str] | No
         return StsFailure(
             FailureKind.TRANSIENT, name, f"{action}: STS timed out ({one_line(error)}); retrying"
         )
+    if isinstance(error, boto_errors.SSLError):
+        return StsFailure(
+            FailureKind.TRANSIENT,
+            name,
+            f"{action}: STS's certificate is not trusted ({one_line(error)}): set ca_bundle in the AWS "
+            "config profile, or AWS_CA_BUNDLE for the daemon; retrying",
+        )
     if isinstance(error, (boto_errors.EndpointConnectionError, boto_errors.ConnectionError)):
         return StsFailure(
             FailureKind.TRANSIENT, name, f"{action}: STS unreachable ({one_line(error)}); retrying"

@@ -10,7 +10,7 @@ import threading
 from conftest import Daemon, World, ask_daemon
 from faultproxy import FaultProxy
 
-from stsd.daemon.sts_calls import STS_THREADS, StsClients, in_sts_pool
+from stsd.daemon.sts_calls import STS_THREADS, ClientFor, StsClients, in_sts_pool
 from stsd.demo.local_aws import role_profile
 
 from .conftest import running_manager
@@ -54,19 +54,27 @@ def test_many_roles_at_once_cost_one_assume_role_each_and_one_identity_lookup(
         daemon.stop()
 
 
-def test_one_client_per_source_credentials_and_region() -> None:
-    built: list[tuple[str, str]] = []
+def test_one_client_per_source_credentials_region_and_profile() -> None:
+    built: list[ClientFor] = []
+    settings = ["files as they were"]
 
-    def build(key_id: str, secret: str, token: str | None, region: str) -> object:
-        built.append((key_id, region))
+    def build(order: ClientFor) -> object:
+        built.append(order)
         return object()
 
-    clients = StsClients(build)
-    first = clients.client("AKIA1", "secret", None, "us-east-1")
-    assert clients.client("AKIA1", "secret", None, "us-east-1") is first
-    assert clients.client("AKIA1", "secret", None, "eu-west-1") is not first
-    assert clients.client("AKIA1", "other", "token", "us-east-1") is not first
-    assert len(built) == 3
+    clients = StsClients(build, settings=lambda: settings[0])
+    first = clients.client("AKIA1", "secret", None, "us-east-1", "alice")
+    assert clients.client("AKIA1", "secret", None, "us-east-1", "alice") is first
+    assert clients.client("AKIA1", "secret", None, "eu-west-1", "alice") is not first
+    assert clients.client("AKIA1", "other", "token", "us-east-1", "alice") is not first
+    assert clients.client("AKIA1", "secret", None, "us-east-1", "bob") is not first
+    assert len(built) == 4
+    assert [order.profile for order in built] == ["alice", "alice", "alice", "bob"]
+    assert "secret" not in repr(built[0])
+    settings[0] = "an endpoint_url edited"  # the AWS files or the daemon's variables changed
+    again = clients.client("AKIA1", "secret", None, "us-east-1", "alice")
+    assert again is not first and built[-1].settings == "an endpoint_url edited"
+    assert clients.client("AKIA1", "secret", None, "us-east-1", "alice") is again
 
 
 def test_sts_calls_run_on_their_own_pool() -> None:
