@@ -10,8 +10,8 @@ the troubleshooting table quotes, and every inline quote outside code blocks tha
 line, or an error's shape: `... denied: ...`, `... failed (exit 1): ...`), is provoked for real (PROVOKED)
 and compared with what stsd printed.
 
-How a quote is compared with real output (`quote_pattern`): the quote must match a whole line of the output
-(a console block: all its lines, in order, and nothing else), where
+How a quote is compared with real output (`quote_pattern`): the quote must match a whole line of the output,
+apart from its indentation (a console block: all its lines, in order, and nothing else), where
 - `...` or `…` in a line stands for any text on that line; a line that is only `...` for any lines;
 - the upper-case words DIR, SOCKET, NAME and N stand for one word (a path, a variable, a number);
 - a UTC time (`2030-01-01T20:15:03Z`) stands for any UTC time, a duration (`11h42m`, `41m12s`) for any;
@@ -167,9 +167,10 @@ def troubleshooting_quotes() -> list[str]:
     return [quote for row in rows[1:] for quote in re.findall(r"`([^`]+)`", row)]  # [0]: the header
 
 
-# An inline quote is a message when it is a `stsd: ` line or an error's shape (`... denied: ...`,
-# `... failed (exit 1): ...`); other inline code (commands, keys, paths) is not output.
-_MESSAGE_SPAN = re.compile(r"stsd: .*|.* denied: .*|.* failed \(exit \d+\): .*")
+# An inline quote is a message when it is a `stsd: ` line, an error's shape (`... denied: ...`,
+# `... failed (exit 1): ...`) or advice (`...: run stsd ...`); other inline code (commands, keys, paths)
+# is not output.
+_MESSAGE_SPAN = re.compile(r"stsd: .*|.* denied: .*|.* failed \(exit \d+\): .*|.*: run stsd .*")
 
 
 def inline_messages() -> list[str]:
@@ -178,8 +179,8 @@ def inline_messages() -> list[str]:
     for block in code_blocks():
         for index in range(block.line - 1, block.line + len(block.lines) + 1):
             lines[index] = ""
-    spans = re.findall(r"(?<!`)`([^`]+)`(?!`)", "\n".join(lines))
-    return [" ".join(span.split()) for span in spans if _MESSAGE_SPAN.fullmatch(" ".join(span.split()))]
+    spans = [re.sub(r"\s*\n\s*", " ", span) for span in re.findall(r"(?<!`)`([^`]+)`(?!`)", "\n".join(lines))]
+    return [span for span in spans if _MESSAGE_SPAN.fullmatch(span)]
 
 
 # -- comparing a quote with real output ------------------------------------------------------------------
@@ -235,9 +236,10 @@ def assert_shows(shown: tuple[str, ...], output: str, examples: dict[str, str] |
 
 
 def assert_says(quote: str, output: str, examples: dict[str, str] | None = None) -> None:
-    """One line of `output` is `quote` (with the placeholders above), with or without the `stsd: ` prefix."""
+    """One line of `output` is `quote` (with the placeholders above), with or without the `stsd: ` prefix
+    and the line's indentation."""
     pattern = quote_pattern(quote, examples)
-    lines = output.splitlines()
+    lines = [line.strip() for line in output.splitlines()]  # status indents its lines
     assert any(
         re.fullmatch(pattern, line) or re.fullmatch(pattern, line.removeprefix("stsd: ")) for line in lines
     ), f"README quotes:\n{quote}\nstsd printed:\n{output}"
@@ -711,6 +713,23 @@ def mfa_process_failing(request: pytest.FixtureRequest) -> str:
         daemon.stop()
 
 
+def mfa_status(request: pytest.FixtureRequest) -> str:
+    """Status without an MFA session, then with one that is ending (the shortest STS allows)."""
+    world = request.getfixturevalue("mfa_world")
+    config = Path(world.env["XDG_CONFIG_HOME"]) / "stsd" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("mfa_session_duration = 900\n")
+    daemon = Daemon(world)
+    try:
+        project = _allowed(world, "app", 'profile = "alice-mfa"\n')
+        _env_errors(world, project)
+        without = world.stsd("status", check=True).stdout
+        assert world.stsd("mfa", "--dir", str(project), "--code", totp()).returncode == 0
+        return without + world.stsd("status", check=True).stdout
+    finally:
+        daemon.stop()
+
+
 def loaded_and_unloaded(request: pytest.FixtureRequest) -> str:
     world = request.getfixturevalue("world")
     request.getfixturevalue("daemon")
@@ -739,6 +758,8 @@ PROVOKED = {
     "it is served by uid N": (socket_served_by_another_user, _ROOT),
     "which stsd never sets": (reply_with_foreign_variable, {}),
     "not you or root": (foreign_project_file, _ROOT),
+    "ends soon: run stsd mfa": (mfa_status, {}),
+    "MFA session  needs a code": (mfa_status, {}),
     "stsd: loaded NAME": (loaded_and_unloaded, {}),
     "stsd: unloaded NAME": (loaded_and_unloaded, {}),
 }
