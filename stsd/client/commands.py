@@ -273,7 +273,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             # The reason once, without repeating "not running" (wire.NOT_RUNNING says it already).
             print(f"daemon    {_one_line(str(error)).removeprefix('the daemon is ')}")
             print(_render_project(project, directory))
-        return EXIT_NOT_RUNNING
+        # 3 only when no daemon listens; a refused socket or one that does not answer is an error.
+        return EXIT_NOT_RUNNING if error.absent else EXIT_ERROR
     if reply.get("ok") is not True:
         return _fail(CommandError(_refusal_message(reply)))
     if args.json:

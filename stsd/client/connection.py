@@ -23,7 +23,11 @@ _POLL_S = 0.02
 
 class DaemonUnavailable(Exception):
     """The daemon could not be reached, could not be trusted, or did not answer in time; str() is one
-    line saying what to do."""
+    line saying what to do. `absent`: no daemon listens at all (`status` tells that apart: LSB's 3)."""
+
+    def __init__(self, message: str, *, absent: bool = False) -> None:
+        super().__init__(message)
+        self.absent = absent
 
 
 def request(
@@ -45,7 +49,7 @@ def request_with_peer(
         return wire.request(message, timeout)
     except wire.WireError as error:
         if not (error.startable and autostart):
-            raise DaemonUnavailable(str(error)) from None
+            raise DaemonUnavailable(str(error), absent=error.startable) from None
     starter = _start_daemon()
     patience_until = time.monotonic() + AUTOSTART_WAIT_S
     while True:
