@@ -14,9 +14,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from conftest import Daemon, World
+from conftest import Daemon, World, caller_arn
 from faultproxy import FaultProxy
 
 from stsd.demo.local_aws import (
@@ -101,28 +100,7 @@ def write_config(world: World, *, alice: str = "", extra: str = "") -> None:
 
 
 def allowed_project(world: World, name: str = "proj") -> Path:
-    directory = world.project(name, PROJECT)
-    world.stsd("allow", str(directory), check=True)
-    return directory
-
-
-def env_json(world: World, directory: Path) -> dict:
-    result = world.stsd("env", "--json", str(directory))
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def caller_arn(world: World, variables: dict) -> str:
-    """Who the local STS says the handed-out credentials are."""
-    sts = boto3.client(
-        "sts",
-        endpoint_url=world.aws.endpoint,
-        region_name=REGION,
-        aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=variables["AWS_SESSION_TOKEN"],
-    )
-    return str(sts.get_caller_identity()["Arn"])
+    return world.allowed(name, PROJECT)
 
 
 def status_json(world: World, directory: Path) -> dict:
@@ -145,8 +123,8 @@ def assert_served_through(world: World, proxy: FaultProxy, directory: Path) -> N
     """env and status work end to end, and the AssumeRole went to `proxy`, nowhere else."""
     daemon = Daemon(world)
     try:
-        variables = env_json(world, directory)
-        assert caller_arn(world, variables) == ASSUMED_ROLE
+        variables = world.env_json(directory)
+        assert caller_arn(world.aws.endpoint, variables) == ASSUMED_ROLE
         assert proxy.count("AssumeRole") == 1
         [session] = status_json(world, directory)["sessions"]
         assert session["assumed_role_arn"] == ASSUMED_ROLE
@@ -231,7 +209,7 @@ def test_untrusted_certificate_is_one_clear_line_then_ca_bundle_in_the_profile_f
         [session] = status_json(world, directory)["sessions"]
 
         write_config(world, alice=f"endpoint_url = {tls_proxy.endpoint}\nca_bundle = {certificate}\n")
-        variables = env_json(world, directory)
+        variables = world.env_json(directory)
     finally:
         daemon.stop()
 
@@ -241,7 +219,7 @@ def test_untrusted_certificate_is_one_clear_line_then_ca_bundle_in_the_profile_f
     assert f"AssumeRole {ROLE_ARN}: STS's certificate is not trusted" in line, line
     assert "set ca_bundle in the AWS config profile, or AWS_CA_BUNDLE for the daemon" in line
     assert "certificate is not trusted" in session["last_error"]
-    assert caller_arn(world, variables) == ASSUMED_ROLE
+    assert caller_arn(world.aws.endpoint, variables) == ASSUMED_ROLE
     assert tls_proxy.count("AssumeRole") == 1  # the refused handshake never got as far as a request
     assert "Traceback" not in daemon.log
 
@@ -268,16 +246,16 @@ def test_edited_endpoint_url_is_used_from_the_next_call_without_a_restart(
     with FaultProxy(world.aws.endpoint) as moved:
         daemon = Daemon(world)
         try:
-            first = env_json(world, directory)
+            first = world.env_json(directory)
             write_config(world, alice=f"endpoint_url = {moved.endpoint}\n")
             renewed = world.stsd("renew", "--dir", str(directory))
-            second = env_json(world, directory)
+            second = world.env_json(directory)
         finally:
             daemon.stop()
 
         assert renewed.returncode == 0, renewed.stderr
         assert second["AWS_ACCESS_KEY_ID"] != first["AWS_ACCESS_KEY_ID"]
-        assert caller_arn(world, second) == ASSUMED_ROLE
+        assert caller_arn(world.aws.endpoint, second) == ASSUMED_ROLE
         assert sts_proxy.count("AssumeRole") == 1
         assert moved.count("AssumeRole") == 1
 
@@ -331,11 +309,11 @@ def test_credential_source_follows_the_role_profile_it_lives_in(
     }
     daemon = Daemon(world, extra_env=keys)
     try:
-        variables = env_json(world, directory)
+        variables = world.env_json(directory)
     finally:
         daemon.stop()
 
-    assert caller_arn(world, variables) == ASSUMED_ROLE
+    assert caller_arn(world.aws.endpoint, variables) == ASSUMED_ROLE
     assert sts_proxy.count("AssumeRole") == 1
 
 

@@ -46,9 +46,18 @@ from security.conftest import (
 )
 from shells.conftest import KINDS, PROMPT, InteractiveShell, _clean, shell_env
 from sso_stub import START_URL, SsoWorld
+from test_aws_config_endpoint import PROJECT as AWS_CONFIG_PROJECT
+from test_aws_config_endpoint import aws_config_world, certificate, tls_proxy
+from test_aws_config_endpoint import write_config as write_aws_config
 
 from stsd.daemon.config import default_role_session_name
 from stsd.demo.local_aws import USER_ARN, LocalAws
+
+__all__ = [
+    "aws_config_world",
+    "certificate",
+    "tls_proxy",
+]  # fixtures, shared with test_aws_config_endpoint.py
 
 README = (REPO / "README.md").read_text()
 
@@ -617,6 +626,14 @@ def role_denied(request: pytest.FixtureRequest) -> str:
     return _env_errors(world, _allowed(world, "app", body))
 
 
+def certificate_untrusted(request: pytest.FixtureRequest) -> str:
+    """The source profile's endpoint_url is an HTTPS endpoint whose certificate no bundle trusts."""
+    world = request.getfixturevalue("aws_config_world")
+    write_aws_config(world, alice=f"endpoint_url = {request.getfixturevalue('tls_proxy').endpoint}\n")
+    request.getfixturevalue("daemon")
+    return _env_errors(world, _allowed(world, "app", AWS_CONFIG_PROJECT))
+
+
 def mfa_code_needed(request: pytest.FixtureRequest) -> str:
     world = request.getfixturevalue("mfa_world")
     request.getfixturevalue("mfa_daemon")
@@ -748,6 +765,7 @@ PROVOKED = {
     ".stsd.toml is new or changed and not trusted": (untrusted, {}),
     "unknown key": (unknown_key, {}),
     "AssumeRole ... denied": (role_denied, {}),
+    "STS's certificate is not trusted": (certificate_untrusted, {}),
     "needs an MFA code": (mfa_code_needed, {}),
     "MultiFactorAuthentication failed": (mfa_code_wrong, {}),
     "mfa_process for alice failed": (mfa_process_failing, {}),
