@@ -150,10 +150,14 @@ def make_world(aws: LocalAws, base: Path) -> World:
 def world(local_aws: LocalAws, tmp_path: Path) -> Iterator[World]:
     w = make_world(local_aws, tmp_path)
     yield w
-    # Before the runtime directory goes: nothing stsd wrote there (stamps, saved values, sockets, pid
-    # file) may hold the source's long-term keys. tests/test_zz_secret_scan.py scans what stays.
-    leaked = runtime_files_holding(w.runtime, long_term_secrets(local_aws))
+    # Nothing stsd wrote may hold the source's long-term keys: the runtime directory (stamps, saved
+    # values, sockets, pid file), scanned before it goes, and the world's home (XDG state, data and
+    # config, logs, anything new under ~/.aws). Each world is scanned as it ends, so the scan holds
+    # however the suite is ordered or split between processes.
+    secrets = long_term_secrets(local_aws)
+    leaked = runtime_files_holding(w.runtime, secrets)
     shutil.rmtree(w.runtime, ignore_errors=True)
+    leaked += home_files_holding(w.home, secrets)
     assert not leaked, f"long-term key material in files stsd wrote: {leaked}"
 
 
@@ -175,6 +179,32 @@ def runtime_files_holding(root: Path, secrets: list[bytes]) -> list[str]:
             except OSError:
                 continue
             found += [str(path)] * any(secret in data for secret in secrets)
+    return found
+
+
+_PLANTED = (".aws/credentials", ".aws/config")  # where tests put the source keys, on purpose
+_STSD_WRITES = (".local", ".config", ".aws")  # XDG state/data/config, and ~/.aws which stsd must never touch
+
+
+def home_files_holding(home: Path, secrets: list[bytes]) -> list[str]:
+    """Files stsd may have written under a world's `home` that hold a secret: XDG dirs, ~/.aws (its own
+    files there would be a bug) and logs (the daemon's stderr among them); the keys planted on purpose
+    are not stsd's writing (tests/test_zz_secret_scan.py shows the scan finds what it should)."""
+    found = []
+    for directory, _, names in os.walk(home):
+        for name in names:
+            path = Path(directory) / name
+            relative = path.relative_to(home)
+            if not (path.suffix == ".log" or any(part in _STSD_WRITES for part in relative.parts[:-1])):
+                continue
+            try:
+                if path.is_symlink() or not path.is_file() or path.stat().st_size > 16 * 1024 * 1024:
+                    continue
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if str(relative) not in _PLANTED and any(secret in data for secret in secrets):
+                found.append(str(path))
     return found
 
 
