@@ -37,13 +37,13 @@ from test_sessions import Harness, harness, run
 from stsd.client.commands import render_status
 from stsd.daemon import session_token
 from stsd.daemon.config import SourceSettings
-from stsd.daemon.requests import RequestError, resolve_profile, resolve_request
+from stsd.daemon.requests import resolve_profile, resolve_request
 from stsd.daemon.service import Service
-from stsd.daemon.sessions import SessionError
 from stsd.daemon.sources import SourceError, SourceSpec
 from stsd.demo.local_aws import ACCOUNT_ID, REGION, USER_ARN, LocalAws
 from stsd.project.projectfile import RoleSettings
 from stsd.project.trust import TrustStore
+from stsd.protocol import Refusal
 
 MFA_SOURCE = SourceSpec(profile="alice", mfa_serial=MFA_SERIAL)
 NEEDS_CODE = "alice needs an MFA code: run stsd mfa"
@@ -481,7 +481,7 @@ def test_roles_renew_without_another_code_and_the_end_of_the_mfa_session_is_one_
             calls = sum(mfa_sts.requests.values())
             for _ in range(20):
                 assert (await ask())["error"]["code"] == "mfa_required"
-                with pytest.raises(SessionError) as raised:
+                with pytest.raises(Refusal) as raised:
                     await h.manager.credentials(second)
                 assert (raised.value.code, raised.value.message) == ("mfa_required", NEEDS_CODE)
                 await h.advance(60)
@@ -529,7 +529,7 @@ def test_mfa_session_served_without_a_role_ends_without_spinning(
             for _ in range(70):
                 await h.advance(60)
             assert asked <= 3  # the first fetch, and one at the end: no loop
-            with pytest.raises(SessionError) as raised:
+            with pytest.raises(Refusal) as raised:
                 await h.manager.credentials(request)
             assert raised.value.code == "mfa_required"
             assert mfa_sts.count("GetSessionToken") == 1
@@ -567,7 +567,7 @@ def test_mfa_needs_a_source_with_long_term_keys(mfa_world: World, monkeypatch: p
     from stsd.daemon.config import DaemonConfig
 
     config = DaemonConfig(role_session_name="stsd-test")
-    with pytest.raises(RequestError) as from_instance:
+    with pytest.raises(Refusal) as from_instance:
         resolve_request(
             RoleSettings(
                 role_arn=MFA_ROLE_ARN, credential_source="Ec2InstanceMetadata", mfa_serial=MFA_SERIAL
@@ -575,13 +575,13 @@ def test_mfa_needs_a_source_with_long_term_keys(mfa_world: World, monkeypatch: p
             label="/p/.stsd.toml",
             config=config,
         )
-    with pytest.raises(RequestError) as from_role:
+    with pytest.raises(Refusal) as from_role:
         resolve_request(
             RoleSettings(role_arn=MFA_ROLE_ARN, source_profile="alice-sts", mfa_serial=MFA_SERIAL),
             label="/p/.stsd.toml",
             config=config,
         )
-    with pytest.raises(RequestError) as through_mfa_role:
+    with pytest.raises(Refusal) as through_mfa_role:
         resolve_request(
             RoleSettings(role_arn=MFA_ROLE_ARN, source_profile="alice-mfa"),
             label="/p/.stsd.toml",

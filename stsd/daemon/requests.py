@@ -24,12 +24,10 @@ from stsd.daemon.sources import (
     profile_kind,
 )
 from stsd.daemon.sts_errors import one_line
+from stsd.protocol import INVALID_PROJECT, UNKNOWN_PROFILE, Refusal
 
 if TYPE_CHECKING:
     from stsd.project.projectfile import RoleSettings
-
-UNKNOWN_PROFILE = "unknown_profile"
-INVALID_PROJECT = "invalid_project"
 
 MIN_DURATION_SECONDS = 900
 MAX_DURATION_SECONDS = 43200
@@ -79,15 +77,6 @@ class RoleRequest:
         return self.source.mfa_serial
 
 
-class RequestError(Exception):
-    """The request cannot be built; `code` is a protocol error code, str() one line for a person."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @dataclass(frozen=True)
 class _Value:
     """A setting and where it came from, so an error blames the right file with the right code."""
@@ -114,7 +103,7 @@ def resolve_request(settings: RoleSettings, *, label: str, config: DaemonConfig)
     if settings.profile is not None:
         if _serves_itself(profiles.get(settings.profile)):
             # A role next to a profile with credentials but no role: the profile is meant as the source.
-            raise RequestError(
+            raise Refusal(
                 INVALID_PROJECT,
                 f"{label}: profile: {settings.profile!r} has no role_arn to take settings from; to assume "
                 f'role_arn with its credentials, write source_profile = "{settings.profile}" instead',
@@ -126,7 +115,7 @@ def resolve_request(settings: RoleSettings, *, label: str, config: DaemonConfig)
             values.pop(key, None)
     values.update({key: _Value(value, label, INVALID_PROJECT) for key, value in inline.items()})
     if "role_arn" not in values:
-        raise RequestError(
+        raise Refusal(
             INVALID_PROJECT, f"{label}: role_arn: expected a role ARN or a role profile (profile =)"
         )
     return _build(values, profiles, own_profile=settings.profile, label=label, config=config)
@@ -206,9 +195,7 @@ def _load_profiles(origin: str) -> Mapping[str, Mapping[str, Any]]:
     try:
         return aws_profiles()
     except boto_errors.BotoCoreError as error:
-        raise RequestError(
-            UNKNOWN_PROFILE, f"{origin}: cannot read the AWS config: {one_line(error)}"
-        ) from None
+        raise Refusal(UNKNOWN_PROFILE, f"{origin}: cannot read the AWS config: {one_line(error)}") from None
 
 
 def _profile_values(
@@ -216,9 +203,9 @@ def _profile_values(
 ) -> dict[str, _Value]:
     profile = profiles.get(name)
     if profile is None:
-        raise RequestError(UNKNOWN_PROFILE, f"{origin}: profile {name!r} is not in your AWS config")
+        raise Refusal(UNKNOWN_PROFILE, f"{origin}: profile {name!r} is not in your AWS config")
     if "role_arn" not in profile:
-        raise RequestError(
+        raise Refusal(
             UNKNOWN_PROFILE,
             f"{origin}: profile {name!r} gives no credentials of its own: expected role_arn, access keys, "
             "an SSO account and role (sso_account_id, sso_role_name) or credential_process",
@@ -376,4 +363,4 @@ def _duration(value: _Value | None) -> int | None:
 
 
 def _fail(value: _Value, key: str, what: str) -> NoReturn:
-    raise RequestError(value.code, f"{value.origin}: {key}: {what}")
+    raise Refusal(value.code, f"{value.origin}: {key}: {what}")
