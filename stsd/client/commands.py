@@ -157,8 +157,8 @@ def cmd_mfa(args: argparse.Namespace) -> int:
         code = code.strip()
         from stsd import aws_values  # re: only for this command, not on credential-process's path
 
-        if not aws_values.MFA_CODE.fullmatch(code):
-            raise CommandError("expected the 6 digits your MFA device shows", EXIT_USAGE)
+        if not aws_values.MFA_CODE.accepts(code):
+            raise CommandError(aws_values.MFA_CODE.problem, EXIT_USAGE)
         reply = _ask({"op": "mfa", **target, "code": code})
     except CommandError as error:
         return _fail(error)

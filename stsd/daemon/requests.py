@@ -14,7 +14,6 @@ from botocore import exceptions as boto_errors
 from stsd import aws_values
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.sources import (
-    CREDENTIAL_SOURCES,
     PROCESS,
     SSO,
     STATIC_KEYS,
@@ -29,8 +28,6 @@ from stsd.protocol import INVALID_PROJECT, UNKNOWN_PROFILE, Refusal
 if TYPE_CHECKING:
     from stsd.project.projectfile import RoleSettings
 
-MIN_DURATION_SECONDS = 900
-MAX_DURATION_SECONDS = 43200
 ROLE_KEYS = (
     "role_arn",
     "source_profile",
@@ -177,8 +174,7 @@ def _session_request(
     region = inline.get("region")
     if region is None and "region" in profile:
         region = _Value(profile["region"], where, UNKNOWN_PROFILE)
-    if region is not None and not aws_values.REGION.fullmatch(str(region.value)):
-        _fail(region, "region", 'expected a region name like "eu-west-1"')
+    _check(region, "region", aws_values.REGION)
     return RoleRequest(
         source=SourceSpec(profile=name, session_token=keys, mfa_serial=_mfa_serial(mfa_serial)),
         role_arn=None,
@@ -223,18 +219,14 @@ def _build(
     config: DaemonConfig,
 ) -> RoleRequest:
     role_arn = values["role_arn"]
-    if not isinstance(role_arn.value, str) or not aws_values.ROLE_ARN.fullmatch(role_arn.value):
-        _fail(role_arn, "role_arn", "expected an IAM role ARN like arn:aws:iam::123456789012:role/NAME")
+    _check(role_arn, "role_arn", aws_values.ROLE_ARN)
     source = _source(values, profiles, own_profile=own_profile, label=label)
     external_id = values.get("external_id")
-    if external_id is not None and not aws_values.EXTERNAL_ID.fullmatch(str(external_id.value)):
-        _fail(external_id, "external_id", "expected 2-1224 characters of letters, digits and +=,.@:/-")
+    _check(external_id, "external_id", aws_values.EXTERNAL_ID)
     session_name = values.get("role_session_name")
-    if session_name is not None and not aws_values.SESSION_NAME.fullmatch(str(session_name.value)):
-        _fail(session_name, "role_session_name", "expected 2-64 characters of letters, digits and +=,.@_-")
+    _check(session_name, "role_session_name", aws_values.SESSION_NAME)
     region = values.get("region")
-    if region is not None and not aws_values.REGION.fullmatch(str(region.value)):
-        _fail(region, "region", 'expected a region name like "eu-west-1"')
+    _check(region, "region", aws_values.REGION)
     source = _with_mfa(source, values.get("mfa_serial"), profiles)
     return RoleRequest(
         source=source,
@@ -283,8 +275,7 @@ def _with_mfa(
 def _mfa_serial(value: _Value | None) -> str | None:
     if value is None:
         return None
-    if not aws_values.MFA_SERIAL.fullmatch(str(value.value)):
-        _fail(value, "mfa_serial", "expected an MFA device ARN or serial number")
+    _check(value, "mfa_serial", aws_values.MFA_SERIAL)
     return str(value.value)
 
 
@@ -304,8 +295,7 @@ def _source(
             "expected either source_profile or credential_source, not both",
         )
     if credential_source is not None:
-        if credential_source.value not in CREDENTIAL_SOURCES:
-            _fail(credential_source, "credential_source", f"expected one of {', '.join(CREDENTIAL_SOURCES)}")
+        _check(credential_source, "credential_source", aws_values.CREDENTIAL_SOURCE)
         return SourceSpec(credential_source=str(credential_source.value))
     if source_profile is None:
         role_arn = values["role_arn"]
@@ -353,13 +343,15 @@ def _duration(value: _Value | None) -> int | None:
         seconds = raw if isinstance(raw, int) and not isinstance(raw, bool) else int(str(raw).strip())
     except ValueError:
         seconds = None
-    if seconds is None or not MIN_DURATION_SECONDS <= seconds <= MAX_DURATION_SECONDS:
-        _fail(
-            value,
-            "duration_seconds",
-            f"expected whole seconds from {MIN_DURATION_SECONDS} to {MAX_DURATION_SECONDS}",
-        )
+    if not aws_values.ROLE_DURATION.accepts(seconds):
+        _fail(value, "duration_seconds", aws_values.ROLE_DURATION.problem)
     return seconds
+
+
+def _check(value: _Value | None, key: str, rule: aws_values.Rule) -> None:
+    """Refuse `value` unless `rule` accepts it as text (as ~/.aws/config holds every value)."""
+    if value is not None and not rule.accepts(str(value.value)):
+        _fail(value, key, rule.problem)
 
 
 def _fail(value: _Value, key: str, what: str) -> NoReturn:

@@ -59,7 +59,6 @@ log = logging.getLogger("stsd.service")
 
 MAX_ID_CHARS = 128
 MAX_PATH_CHARS = 4096
-MAX_PROFILE_CHARS = 128
 # Ask again just after the daemon's planned renewal, so the client picks up the renewed credentials.
 AFTER_RENEWAL = timedelta(seconds=5)
 # When renewals fail and the credentials are already inside the window, ask at most this often.
@@ -227,8 +226,8 @@ class Service:
         """With `code`: start the MFA session of the target's source (one GetSessionToken), which every
         role and shell of that source then uses. Without: say which source and device it is about."""
         code = request.get("code")
-        if code is not None and (not isinstance(code, str) or not aws_values.MFA_CODE.fullmatch(code)):
-            raise protocol.Refusal(protocol.BAD_REQUEST, "code: expected the 6 digits your MFA device shows")
+        if code is not None and not aws_values.MFA_CODE.accepts(code):
+            raise protocol.Refusal(protocol.BAD_REQUEST, f"code: {aws_values.MFA_CODE.problem}")
         role_request = self._credentials_target({k: v for k, v in request.items() if k != "code"})
         spec = role_request.source
         if spec.mfa_serial is None:
@@ -297,14 +296,8 @@ class Service:
                 )
             return target.request
         profile = request.get("profile")
-        if (
-            not isinstance(profile, str)
-            or not 0 < len(profile) <= MAX_PROFILE_CHARS
-            or not profile.isprintable()
-        ):
-            raise protocol.Refusal(
-                protocol.BAD_REQUEST, f"profile: expected a profile name of 1-{MAX_PROFILE_CHARS} characters"
-            )
+        if not aws_values.PROFILE_NAME.accepts(profile):
+            raise protocol.Refusal(protocol.BAD_REQUEST, f"profile: {aws_values.PROFILE_NAME.problem}")
         return resolve_profile(profile, config=self._config)
 
     def _project_target(self, directory: Path) -> ProjectTarget | None:

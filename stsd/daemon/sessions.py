@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from stsd import protocol
+from stsd import aws_values, protocol
 from stsd.daemon.clock import Clock, utc_text
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.requests import RoleRequest
@@ -29,8 +29,8 @@ from stsd.daemon.sts_errors import (
 
 log = logging.getLogger(__name__)
 
-STS_DEFAULT_DURATION_SECONDS = 3600
-CHAINED_MAX_DURATION_SECONDS = 3600  # role chaining: STS refuses more (AWS-FACTS.md)
+STS_DEFAULT_DURATION_SECONDS = aws_values.ROLE_DEFAULT_SECONDS
+CHAINED_MAX_DURATION_SECONDS = aws_values.CHAINED_MAX_SECONDS  # role chaining: STS refuses more
 # Old credentials are still served after a failed renewal, but not in their last minute: a consumer
 # needs a moment to use them, and clocks differ a little.
 USABLE_MARGIN = timedelta(seconds=60)
