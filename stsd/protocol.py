@@ -69,14 +69,15 @@ class Refusal(Exception):
         """The error reply that carries this refusal."""
         return error(self.code, self.message, **self.fields)
 
-    @classmethod
-    def of(cls, reply: Mapping[str, Any]) -> Refusal:
-        """The refusal an error reply carries; one with no error object is itself a bad reply."""
+    @staticmethod
+    def of(reply: Mapping[str, Any]) -> Refusal:
+        """The refusal an error reply carries (a plain Refusal, whatever subclass the daemon raised); one
+        with no error object is itself a bad reply."""
         body = reply.get("error")
         if not isinstance(body, dict) or not isinstance(body.get("code"), str):
-            return cls(BAD_REPLY, "the daemon sent an error reply without an error code; see its log")
+            return Refusal(BAD_REPLY, "the daemon sent an error reply without an error code; see its log")
         fields = {key: value for key, value in body.items() if key not in ("code", "message")}
-        return cls(body["code"], str(body.get("message") or body["code"]), **fields)
+        return Refusal(body["code"], str(body.get("message") or body["code"]), **fields)
 
     def __repr__(self) -> str:
         fields = "".join(f", {key}={value!r}" for key, value in self.fields.items())
