@@ -15,10 +15,6 @@ if TYPE_CHECKING:
 DEFAULT_SHELL = "bash"  # POSIX quoting, when the user's shell is not one stsd knows
 
 
-class BadReply(Exception):
-    """A reply that breaks the protocol; nothing in it is applied. str() is one line for the user."""
-
-
 def printable(text: str) -> str:
     """`text` on one line with control characters escaped: paths and messages come from files and the
     daemon, and must never move the cursor, retitle the terminal or add lines."""
@@ -56,15 +52,18 @@ def refusal_line(code: str, project_file: str, message: object, shell_name: str)
 
 def checked_variables(values: object) -> dict[str, str | None]:
     """The `vars` of an env reply, if every name is one stsd manages and every value a string or null;
-    else BadReply naming the first offender (then the reply is applied never, reported once)."""
+    else protocol.Refusal (bad_reply) naming the first offender (then the reply is applied never, reported once)."""
     if not isinstance(values, dict):
-        raise BadReply("the daemon's reply holds no variables; nothing applied")
+        raise protocol.Refusal(protocol.BAD_REPLY, "the daemon's reply holds no variables; nothing applied")
     for name, value in values.items():
         if not isinstance(name, str) or not variables.is_applicable(name):
-            raise BadReply(
+            raise protocol.Refusal(
+                protocol.BAD_REPLY,
                 f"the daemon's reply sets {printable(str(name))[:64]}, which stsd never sets; nothing applied "
-                "(is something else listening on stsd's socket?)"
+                "(is something else listening on stsd's socket?)",
             )
         if value is not None and not isinstance(value, str):
-            raise BadReply(f"the daemon's reply holds a malformed value for {name}; nothing applied")
+            raise protocol.Refusal(
+                protocol.BAD_REPLY, f"the daemon's reply holds a malformed value for {name}; nothing applied"
+            )
     return values

@@ -215,7 +215,9 @@ def test_allow_refuses_a_broken_file_with_its_line_and_key(world) -> None:  # ty
 
     assert result.returncode == 1
     message = one_line(result.stderr)
-    assert message.startswith(f"stsd: {directory / '.stsd.toml'}:1: duration_seconds: expected 900..43200")
+    assert message.startswith(
+        f"stsd: {directory / '.stsd.toml'}:1: duration_seconds: expected whole seconds 900..43200"
+    )
     assert not (Path(world.env["XDG_DATA_HOME"]) / "stsd" / "trust" / "allowed").exists()
 
 

@@ -105,8 +105,8 @@ def test_mfa_settings_apply_to_every_source_or_to_one_profile(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("text", "where"),
     [
-        ("mfa_session_duration = 899\n", "mfa_session_duration: expected whole seconds from 900..129600"),
-        ("mfa_session_duration = 129601\n", "mfa_session_duration: expected whole seconds from 900..129600"),
+        ("mfa_session_duration = 899\n", "mfa_session_duration: expected whole seconds 900..129600"),
+        ("mfa_session_duration = 129601\n", "mfa_session_duration: expected whole seconds 900..129600"),
         ('mfa_process = ""\n', "mfa_process: expected a command that prints a one-time code"),
         ("mfa_process = []\n", "mfa_process: expected a command"),
         ("[profiles.alice]\nmfa_session_duration = 60\n", "profiles.alice.mfa_session_duration: expected"),
@@ -133,6 +133,6 @@ def test_broken_toml_names_the_line(tmp_path: Path) -> None:
 def test_default_session_name_is_valid_and_names_the_user() -> None:
     name = DaemonConfig().role_session_name
 
-    assert SESSION_NAME.fullmatch(name)
+    assert SESSION_NAME.accepts(name)
     assert name.startswith("stsd-")
     assert "@" in name

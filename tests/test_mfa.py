@@ -37,13 +37,13 @@ from mfa_stub import (
 from stsd.client.commands import render_status
 from stsd.daemon import session_token
 from stsd.daemon.config import SourceSettings
-from stsd.daemon.requests import RequestError, resolve_profile, resolve_request
+from stsd.daemon.requests import resolve_profile, resolve_request
 from stsd.daemon.service import Service
-from stsd.daemon.sessions import SessionError
 from stsd.daemon.sources import SourceError, SourceSpec
 from stsd.demo.local_aws import ACCOUNT_ID, REGION, USER_ARN, LocalAws
 from stsd.project.projectfile import RoleSettings
 from stsd.project.trust import TrustStore
+from stsd.protocol import Refusal
 
 MFA_SOURCE = SourceSpec(profile="alice", mfa_serial=MFA_SERIAL)
 NEEDS_CODE = "alice needs an MFA code: run stsd mfa"
@@ -433,7 +433,7 @@ def test_roles_renew_without_another_code_and_the_end_of_the_mfa_session_is_one_
             calls = sum(mfa_sts.requests.values())
             for _ in range(20):
                 assert (await ask())["error"]["code"] == "mfa_required"
-                with pytest.raises(SessionError) as raised:
+                with pytest.raises(Refusal) as raised:
                     await h.manager.credentials(second)
                 assert (raised.value.code, raised.value.message) == ("mfa_required", NEEDS_CODE)
                 await h.advance(60)
@@ -476,7 +476,7 @@ def test_mfa_session_served_without_a_role_ends_without_spinning(mfa_env: World,
             for _ in range(70):
                 await h.advance(60)
             assert asked <= 3  # the first fetch, and one at the end: no loop
-            with pytest.raises(SessionError) as raised:
+            with pytest.raises(Refusal) as raised:
                 await h.manager.credentials(request)
             assert raised.value.code == "mfa_required"
             assert mfa_sts.count("GetSessionToken") == 1
@@ -528,7 +528,7 @@ def test_mfa_needs_a_source_with_long_term_keys(
 ) -> None:
     from stsd.daemon.config import DaemonConfig
 
-    with pytest.raises(RequestError) as raised:
+    with pytest.raises(Refusal) as raised:
         resolve_request(settings, label="/p/.stsd.toml", config=DaemonConfig(role_session_name="stsd-test"))
 
     assert expected in raised.value.message

@@ -156,10 +156,18 @@ INVALID = [
         ROLE + "duration_seconds = 43201\n", 3, "duration_seconds", "900..43200", id="duration-too-long"
     ),
     pytest.param(
-        ROLE + 'duration_seconds = "3600"\n', 3, "duration_seconds", "whole number", id="duration-string"
+        ROLE + 'duration_seconds = "3600"\n',
+        3,
+        "duration_seconds",
+        "900..43200 (15 min to 12 h), got a string",
+        id="duration-string",
     ),
     pytest.param(
-        ROLE + "duration_seconds = true\n", 3, "duration_seconds", "whole number", id="duration-bool"
+        ROLE + "duration_seconds = true\n",
+        3,
+        "duration_seconds",
+        "900..43200 (15 min to 12 h), got a boolean",
+        id="duration-bool",
     ),
     pytest.param(
         'role_arn = "arn:aws:iam::1234:role/x"\nsource_profile = "a"\n',

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from stsd.daemon.config import DaemonConfig
-from stsd.daemon.requests import RequestError, RoleRequest, resolve_profile, resolve_request
+from stsd.daemon.requests import RoleRequest, resolve_profile, resolve_request
 from stsd.daemon.sources import SourceSpec
 from stsd.demo.local_aws import EXTERNAL_ID, REGION, ROLE_ARN, ROLE_NAME
 from stsd.project.projectfile import RoleSettings
+from stsd.protocol import Refusal
 
 CONFIG = DaemonConfig(region="eu-west-1", role_session_name="stsd-tester@box")
 PROJECT = "/home/alice/app/.stsd.toml"
@@ -21,15 +22,15 @@ def add_profiles(world: Any, text: str) -> None:
     config.write_text(config.read_text() + "\n" + text)
 
 
-def project_error(settings: RoleSettings) -> RequestError:
-    with pytest.raises(RequestError) as raised:
+def project_error(settings: RoleSettings) -> Refusal:
+    with pytest.raises(Refusal) as raised:
         resolve_request(settings, label=PROJECT, config=CONFIG)
     assert "\n" not in str(raised.value)
     return raised.value
 
 
-def profile_error(name: str) -> RequestError:
-    with pytest.raises(RequestError) as raised:
+def profile_error(name: str) -> Refusal:
+    with pytest.raises(Refusal) as raised:
         resolve_profile(name, config=CONFIG)
     assert "\n" not in str(raised.value)
     return raised.value

@@ -33,7 +33,7 @@ from imds_stub import APP_ROLE_ARN, ImdsStub, running_imds
 
 from stsd.daemon.requests import RoleRequest, resolve_profile
 from stsd.daemon.secret import Secret
-from stsd.daemon.sessions import RoleSession, SessionError, backoff_delay
+from stsd.daemon.sessions import RoleSession, backoff_delay
 from stsd.daemon.sources import SourceSpec
 from stsd.daemon.sts_errors import FailureKind, classify
 from stsd.demo.local_aws import (
@@ -45,6 +45,7 @@ from stsd.demo.local_aws import (
     LocalAws,
     free_port,
 )
+from stsd.protocol import Refusal
 
 ALICE = SourceSpec(profile="alice")
 
@@ -104,9 +105,9 @@ def test_static_keys_assume_role_with_external_id_give_role_credentials(
 
 
 def test_wrong_external_id_is_denied_with_the_reason(world_env: Any) -> None:
-    async def scenario() -> SessionError:
+    async def scenario() -> Refusal:
         async with harness() as h:
-            with pytest.raises(SessionError) as raised:
+            with pytest.raises(Refusal) as raised:
                 await h.manager.credentials(role_request(external_id="not-alice"))
             return raised.value
 
@@ -119,9 +120,9 @@ def test_wrong_external_id_is_denied_with_the_reason(world_env: Any) -> None:
 
 
 def test_missing_external_id_is_denied(world_env: Any) -> None:
-    async def scenario() -> SessionError:
+    async def scenario() -> Refusal:
         async with harness() as h:
-            with pytest.raises(SessionError) as raised:
+            with pytest.raises(Refusal) as raised:
                 await h.manager.credentials(role_request(external_id=None))
             return raised.value
 
@@ -294,11 +295,11 @@ def test_unreachable_sts_backs_off_with_growing_jittered_delays_and_serves_old_c
             assert sum(delays[-3:]) > sum(delays[:3])  # growing
 
             h.clock.advance((first.expires_at - h.clock.wall()).total_seconds() - 59)
-            with pytest.raises(SessionError) as raised:
+            with pytest.raises(Refusal) as raised:
                 await h.manager.credentials(role_request())
             assert raised.value.code == "sts_unavailable"
             h.clock.advance(120)
-            with pytest.raises(SessionError):
+            with pytest.raises(Refusal):
                 await h.manager.credentials(role_request())
 
     run(scenario())
@@ -311,9 +312,9 @@ def test_sts_that_never_answers_times_out(world_env: Any, monkeypatch: pytest.Mo
         silent.listen(8)
         monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{silent.getsockname()[1]}")
 
-        async def scenario() -> SessionError:
+        async def scenario() -> Refusal:
             async with harness(sts_read_timeout=0.3) as h:
-                with pytest.raises(SessionError) as raised:
+                with pytest.raises(Refusal) as raised:
                     await h.manager.credentials(role_request())
                 return raised.value
 
@@ -357,13 +358,13 @@ def test_permanent_failure_is_not_retried_until_the_credentials_file_changes(
 
     async def scenario() -> None:
         async with harness(loop=True) as h:
-            with pytest.raises(SessionError) as raised:
+            with pytest.raises(Refusal) as raised:
                 await h.manager.credentials(request)
             assert raised.value.code == "source_error"
             assert "SignatureDoesNotMatch" in raised.value.message
             assert "not-the-secret" not in raised.value.message
 
-            with pytest.raises(SessionError):
+            with pytest.raises(Refusal):
                 await h.manager.credentials(request)
             await h.advance(3600)
             assert h.manager.assume_role_calls == 1
@@ -380,10 +381,10 @@ def test_explicit_renew_does_not_retry_a_permanent_failure(world_env: Any) -> No
     async def scenario() -> None:
         async with harness() as h:
             request = role_request(external_id="not-alice")
-            with pytest.raises(SessionError):
+            with pytest.raises(Refusal):
                 await h.manager.credentials(request)
             for _ in range(3):
-                with pytest.raises(SessionError) as raised:
+                with pytest.raises(Refusal) as raised:
                     await h.manager.renew(request)
                 assert "not retried until the AWS config or credentials files change" in raised.value.message
                 h.clock.advance(3600)  # no interval lets a renew past it either
@@ -545,7 +546,7 @@ def test_sessions_and_logs_never_show_secrets(
     async def scenario() -> RoleSession:
         async with harness() as h:
             session = await h.manager.credentials(role_request())
-            with pytest.raises(SessionError):
+            with pytest.raises(Refusal):
                 await h.manager.credentials(role_request(external_id="wrong-id"))
             return session
 

@@ -36,11 +36,11 @@ from sso_stub import (
 from test_mfa import in_process_service
 
 from stsd.client.commands import render_status
-from stsd.daemon.requests import RequestError, resolve_profile, resolve_request
-from stsd.daemon.sessions import SessionError
+from stsd.daemon.requests import resolve_profile, resolve_request
 from stsd.daemon.sso_login import DEVICE_GRANT
 from stsd.demo.local_aws import ACCOUNT_ID, BUCKET, REGION, ROLE_NAME, USER_ARN, LocalAws
 from stsd.project.projectfile import RoleSettings
+from stsd.protocol import Refusal
 
 SIGN_IN = "dev needs a new sign-in: run aws sso login --sso-session corp"
 ASSUMED = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{ROLE_NAME}/"
@@ -288,7 +288,7 @@ def test_sign_in_ending_under_an_injected_clock_is_one_refusal_until_a_new_token
             fetched = sso_world.portal.fetches
             for _ in range(20):
                 for request in (own, role):
-                    with pytest.raises(SessionError) as raised:
+                    with pytest.raises(Refusal) as raised:
                         await h.manager.credentials(request)
                     assert (raised.value.code, raised.value.message) == ("sign_in_required", SIGN_IN)
                 await h.advance(60)
@@ -321,7 +321,7 @@ def test_token_the_portal_refuses_is_a_sign_in_too_and_not_retried(
             sso_world.portal.revoke(token)  # signed out elsewhere: the cache still looks valid
             request = resolve_profile("dev", config=h.config)
             for _ in range(5):
-                with pytest.raises(SessionError) as raised:
+                with pytest.raises(Refusal) as raised:
                     await h.manager.credentials(request)
                 assert raised.value.code == "sign_in_required"
                 await h.advance(600)
@@ -334,11 +334,11 @@ def test_profiles_without_a_role_refuse_role_keys_and_mfa(sso_world: SsoWorld, s
     from stsd.daemon.config import DaemonConfig
 
     config = DaemonConfig(role_session_name="stsd-test")
-    with pytest.raises(RequestError) as external:
+    with pytest.raises(Refusal) as external:
         resolve_request(
             RoleSettings(profile="dev", external_id="alice"), label="/p/.stsd.toml", config=config
         )
-    with pytest.raises(RequestError) as mfa:
+    with pytest.raises(Refusal) as mfa:
         resolve_request(
             RoleSettings(profile="proc", mfa_serial=f"arn:aws:iam::{ACCOUNT_ID}:mfa/alice"),
             label="/p/.stsd.toml",
@@ -536,7 +536,7 @@ def test_role_next_to_an_sso_profile_says_to_name_it_as_the_source(
     from stsd.daemon.config import DaemonConfig
 
     settings = RoleSettings(profile="dev", role_arn=f"arn:aws:iam::{ACCOUNT_ID}:role/{ROLE_NAME}")
-    with pytest.raises(RequestError) as raised:
+    with pytest.raises(Refusal) as raised:
         resolve_request(settings, label="/p/.stsd.toml", config=DaemonConfig(role_session_name="stsd-test"))
 
     assert raised.value.message == (

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from stsd import terminal
+from stsd.protocol import Refusal
 
 ODD_DIRECTORY = "/tmp/it's a \\ path $HOME `x`"
 
@@ -52,7 +53,7 @@ def test_plain_directories_are_left_unquoted() -> None:
 
 @pytest.mark.parametrize("name", ["PROMPT_COMMAND", "LD_PRELOAD", "PATH", "aws_lower", "AWS_", "AWS_X;rm"])
 def test_a_reply_naming_a_variable_stsd_never_sets_is_refused_whole(name: str) -> None:
-    with pytest.raises(terminal.BadReply, match="nothing applied"):
+    with pytest.raises(Refusal, match="nothing applied"):
         terminal.checked_variables({"AWS_ACCESS_KEY_ID": "ASIAX", name: "x"})
 
 

@@ -157,8 +157,8 @@ def cmd_mfa(args: argparse.Namespace) -> int:
         code = code.strip()
         from stsd import aws_values  # re: only for this command, not on credential-process's path
 
-        if not aws_values.MFA_CODE.fullmatch(code):
-            raise CommandError("expected the 6 digits your MFA device shows", EXIT_USAGE)
+        if not aws_values.MFA_CODE.accepts(code):
+            raise CommandError(aws_values.MFA_CODE.problem, EXIT_USAGE)
         reply = _ask({"op": "mfa", **target, "code": code})
     except CommandError as error:
         return _fail(error)
@@ -276,7 +276,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         # 3 only when no daemon listens; a refused socket or one that does not answer is an error.
         return EXIT_NOT_RUNNING if error.absent else EXIT_ERROR
     if reply.get("ok") is not True:
-        return _fail(CommandError(_refusal_message(reply)))
+        return _fail(CommandError(_refusal_message(protocol.Refusal.of(reply))))
     if args.json:
         print(json_dumps(reply))
     else:
@@ -536,20 +536,20 @@ def _ask(message: dict[str, Any]) -> dict[str, Any]:
     except DaemonUnavailable as error:
         raise CommandError(str(error)) from None
     if reply.get("ok") is not True:
-        raise CommandError(_refusal_message(reply))
+        raise CommandError(_refusal_message(protocol.Refusal.of(reply)))
     return reply
 
 
-def _refusal_message(reply: Mapping[str, Any]) -> str:
-    error = reply.get("error")
-    if not isinstance(error, dict):
-        return f"the daemon sent an unexpected reply; see its log: {paths.log_file()}"
-    code = str(error.get("code") or "")
-    if code == protocol.UNSUPPORTED_VERSION:
+def _refusal_message(refusal: protocol.Refusal) -> str:
+    """The one line a command prints for the daemon's refusal."""
+    if refusal.code == protocol.BAD_REPLY:
+        return f"{refusal.message}: {paths.log_file()}"
+    if refusal.code == protocol.UNSUPPORTED_VERSION:
         return "the running daemon is another stsd version; restart it: stsd stop && stsd start"
-    if isinstance(error.get("project"), str):
-        return terminal.refusal_line(code, error["project"], error.get("message"), terminal.user_shell())
-    return str(error.get("message") or code or "the daemon refused the request")
+    project = refusal.fields.get("project")
+    if isinstance(project, str):
+        return terminal.refusal_line(refusal.code, project, refusal.message, terminal.user_shell())
+    return refusal.message
 
 
 def _project_variables(reply: Mapping[str, Any]) -> dict[str, str | None]:
@@ -558,8 +558,8 @@ def _project_variables(reply: Mapping[str, Any]) -> dict[str, str | None]:
         return {}
     try:
         return terminal.checked_variables(reply.get("vars"))
-    except terminal.BadReply as error:
-        raise CommandError(str(error)) from None
+    except protocol.Refusal as refusal:
+        raise CommandError(refusal.message) from None
 
 
 def _warn(reply: Mapping[str, Any]) -> None:

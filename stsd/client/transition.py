@@ -34,11 +34,9 @@ DEFAULT_TIMEOUT_S = 1.0  # the prompt waits at most about this long for the daem
 RETRY_AFTER_S = 60  # asking again after an STS-side failure that may clear by itself
 # The daemon may be slow only because it is fetching a first session from STS: ask again soon.
 RETRY_UNREACHABLE_S = 5
-# Refusals that only an edit of the file or a trust decision can change: the hook watches for those.
-_WAIT_FOR_USER = frozenset({"untrusted", "denied", "invalid_project"})
 
 
-# What the daemon said about the directory: one of these four.
+# What the daemon said about the directory: one of these three, or a protocol.Refusal.
 class NoProject(Value):
     __slots__ = ()
 
@@ -47,11 +45,6 @@ class Project(Value):
     """variables: name -> value, None = unset; refresh_at: epoch seconds when to ask again."""
 
     fields = ("project_file", "name", "variables", "expiration", "refresh_at", "warning")
-    __slots__ = fields
-
-
-class Refused(Value):
-    fields = ("project_file", "code", "message")
     __slots__ = fields
 
 
@@ -83,7 +76,7 @@ def utc_text(epoch: float) -> str:
 
 def plan(
     environ: Mapping[str, str],
-    answer: NoProject | Project | Refused | Unreachable,
+    answer: NoProject | Project | protocol.Refusal | Unreachable,
     *,
     hook_file: str,
     shell_pid: int,
@@ -122,8 +115,8 @@ def plan(
             desired = {**outside, **{name: environ.get(name) for name in state.saved}}
         if hook_file:
             refresh_at = int(now) + RETRY_UNREACHABLE_S
-    elif isinstance(answer, Refused):
-        cause = f"{answer.code}:{answer.project_file}"
+    elif isinstance(answer, protocol.Refusal):
+        cause = f"{answer.code}:{answer.fields.get('project', hook_file)}"
         if answer.code == protocol.INVALID_PROJECT:
             cause += f":{answer.message}"  # fixing a file step by step: each new error is news
         notice = Notice(cause, f"stsd: {answer.message}")
@@ -131,7 +124,7 @@ def plan(
             refresh_at = int(
                 now
             )  # `stsd mfa` or `aws sso login` (any shell) cures it: ask at the next prompt
-        elif answer.code not in _WAIT_FOR_USER:
+        elif answer.code not in protocol.WAIT_FOR_USER:  # the hook watches the file and trust for those
             refresh_at = int(now) + RETRY_AFTER_S
     if new_state is None and state is not None:
         info = f"stsd: unloaded {state.name}"
@@ -151,7 +144,7 @@ def plan(
 
 def ask_daemon(
     directory: str, project_file: str, shell_name: str
-) -> NoProject | Project | Refused | Unreachable:
+) -> NoProject | Project | protocol.Refusal | Unreachable:
     """One `env` request, with a short timeout so a dead or slow daemon never holds the prompt."""
     if not project_file:
         return NoProject()  # no project file above: leaving needs no daemon at all
@@ -174,19 +167,16 @@ def ask_daemon(
         except DaemonUnavailable as error:
             return Unreachable(str(error))
     if not reply.get("ok"):
-        error = reply.get("error")
-        error = error if isinstance(error, dict) else {}
-        code = str(error.get("code", protocol.INTERNAL))
-        return Refused(
-            project_file, code, terminal.refusal_line(code, project_file, error.get("message"), shell_name)
-        )
+        refusal = protocol.Refusal.of(reply)
+        line = terminal.refusal_line(refusal.code, project_file, refusal.message, shell_name)
+        return protocol.Refusal(refusal.code, line, project=project_file)
     project = reply.get("project")
     if not project:
         return NoProject()
     try:
         applied = terminal.checked_variables(reply.get("vars"))
-    except terminal.BadReply as error:
-        return Refused(project_file, protocol.BAD_REPLY, str(error))
+    except protocol.Refusal as refusal:
+        return protocol.Refusal(refusal.code, refusal.message, project=project_file)
     return Project(
         str(project.get("path") or project_file),
         str(project.get("name") or os.path.basename(os.path.dirname(project_file))),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 import shlex
 import socket
 import sys
@@ -27,7 +26,6 @@ else:  # pragma: no cover - exercised on older Pythons only
     import tomli as tomllib
 
 FALLBACK_REGION = "us-east-1"
-_SESSION_NAME_BAD_CHARS = re.compile(r"[^\w+=,.@-]")
 
 
 class ConfigError(Exception):
@@ -35,14 +33,13 @@ class ConfigError(Exception):
 
 
 def default_role_session_name() -> str:
-    """`stsd-<user>@<host>`, reduced to what STS accepts as a RoleSessionName (2-64 of [\\w+=,.@-])."""
+    """`stsd-<user>@<host>`, reduced to what STS accepts as a RoleSessionName."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers) and no USER variable
         user = str(os.getuid())
     host = socket.gethostname().split(".")[0] or "host"
-    name = _SESSION_NAME_BAD_CHARS.sub("-", f"stsd-{user}@{host}")
-    return name[:64]
+    return aws_values.session_name(f"stsd-{user}@{host}")
 
 
 def default_region() -> str:
@@ -106,12 +103,8 @@ _RULES: dict[str, tuple[tuple[type, ...], str, Any]] = {
     "sts_read_timeout": _POSITIVE_NUMBER,
     "backoff_initial_seconds": _POSITIVE_NUMBER,
     "backoff_max_seconds": _POSITIVE_NUMBER,
-    "region": ((str,), 'a region name like "eu-west-1"', aws_values.REGION.fullmatch),
-    "role_session_name": (
-        (str,),
-        "2-64 characters of letters, digits and +=,.@_-",
-        aws_values.SESSION_NAME.fullmatch,
-    ),
+    "region": ((str,), aws_values.REGION.expected, aws_values.REGION.accepts),
+    "role_session_name": ((str,), aws_values.SESSION_NAME.expected, aws_values.SESSION_NAME.accepts),
     "idle_exit_seconds": ((int,), "a whole number of seconds > 0", lambda v: v > 0),
     "forced_renewal_interval_seconds": ((int,), "a whole number of seconds > 0", lambda v: v > 0),
     "credentials": ((str,), " or ".join(f'"{m}"' for m in CREDENTIAL_MODES), CREDENTIAL_MODES.__contains__),
@@ -120,12 +113,11 @@ _RULES: dict[str, tuple[tuple[type, ...], str, Any]] = {
     "endpoint_requests_per_second": ((int,), "a whole number > 0", lambda v: v > 0),
 }
 # Settings a [profiles.NAME] table may hold too (they apply to that source profile only).
-_SESSION_TOKEN_RANGE = f"{aws_values.SESSION_TOKEN_MIN_SECONDS}..{aws_values.SESSION_TOKEN_MAX_SECONDS}"
 _SOURCE_RULES: dict[str, tuple[tuple[type, ...], str, Any]] = {
     "mfa_session_duration": (
         (int,),
-        f"whole seconds from {_SESSION_TOKEN_RANGE} (what GetSessionToken allows an IAM user)",
-        lambda v: aws_values.SESSION_TOKEN_MIN_SECONDS <= v <= aws_values.SESSION_TOKEN_MAX_SECONDS,
+        aws_values.SESSION_TOKEN_DURATION.expected,
+        aws_values.SESSION_TOKEN_DURATION.accepts,
     ),
     "mfa_process": (
         (str, list),

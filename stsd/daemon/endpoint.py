@@ -49,17 +49,27 @@ MAX_REVOKED = 1024  # revoked tokens whose reason is remembered
 # A daemon started again within this long of the last one's exit serves that one's tokens on its port:
 # processes started before a brief restart (systemctl restart, an upgrade, a crash) keep working.
 RESTART_GRACE_S = 300.0
-UNTRUSTED_CODE = protocol.UNTRUSTED
-
-# Error codes of the endpoint's JSON replies, beyond the protocol's own (untrusted, denied, sts_*...).
-UNAUTHORIZED = "unauthorized"
-FORBIDDEN_USER = "forbidden_user"
-BAD_HOST = "bad_host"
-BROWSER_REFUSED = "browser_refused"
-RATE_LIMITED = "rate_limited"
-NOT_FOUND = "not_found"
-METHOD_NOT_ALLOWED = "method_not_allowed"
-BUSY = "busy"
+# The HTTP status of each refusal's code, so SDKs show the message as what it is; any other code: 500.
+HTTP_STATUS = {
+    protocol.BAD_REQUEST: 400,
+    protocol.BAD_HOST: 400,
+    protocol.UNAUTHORIZED: 401,
+    protocol.FORBIDDEN_USER: 403,
+    protocol.BROWSER_REFUSED: 403,
+    protocol.UNTRUSTED: 403,
+    protocol.DENIED: 403,
+    protocol.INVALID_PROJECT: 403,
+    protocol.UNKNOWN_PROFILE: 403,
+    protocol.NOT_FOUND: 404,
+    protocol.METHOD_NOT_ALLOWED: 405,
+    protocol.TOO_LARGE: 413,
+    protocol.RATE_LIMITED: 429,
+    protocol.SOURCE_ERROR: 502,
+    protocol.STS_DENIED: 502,
+    protocol.STS_UNAVAILABLE: 503,
+    protocol.BUSY: 503,
+    protocol.TIMEOUT: 504,
+}
 
 _REASONS = {
     200: "OK",
@@ -75,16 +85,6 @@ _REASONS = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
-
-
-class EndpointRefusal(Exception):
-    """A request the endpoint answers with a JSON error: HTTP `status`, a `code`, one line `message`."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -123,9 +123,9 @@ class Grants:
         self.port: int | None = None  # the port the saved state names (and then the endpoint's)
         self._by_digest: dict[bytes, Grant] = {}
         self._by_file: dict[tuple[Path, bytes], Grant] = {}
-        # Why a token was revoked (code, message), so every later request with it is told, not only the
-        # first: SDKs retry, and the last answer is the one a user sees. Bounded: oldest forgotten first.
-        self._revoked: dict[bytes, tuple[str, str]] = {}
+        # Why a token was revoked, so every later request with it is told, not only the first: SDKs
+        # retry, and the last answer is the one a user sees. Bounded: oldest forgotten first.
+        self._revoked: dict[bytes, protocol.Refusal] = {}
         self._token_dir = token_dir
 
     def __len__(self) -> int:
@@ -139,8 +139,8 @@ class Grants:
         if grant is None:
             self.revoke(
                 project_path,
-                (
-                    UNTRUSTED_CODE,
+                protocol.Refusal(
+                    protocol.UNTRUSTED,
                     f"{project_path} changed since this process got its token; start the process again from a shell in the project",
                 ),
             )
@@ -159,18 +159,18 @@ class Grants:
             return None
         return grant
 
-    def revocation(self, presented: str) -> tuple[str, str] | None:
-        """(code, message) of a token revoked while this daemon runs, or None."""
+    def revocation(self, presented: str) -> protocol.Refusal | None:
+        """Why a token was revoked while this daemon runs, or None."""
         return self._revoked.get(_key(presented))
 
-    def revoke(self, project_path: Path, reason: tuple[str, str] | None = None) -> None:
+    def revoke(self, project_path: Path, reason: protocol.Refusal | None = None) -> None:
         dropped = [grant for key, grant in self._by_file.items() if key[0] == project_path]
         for grant in dropped:
             self._drop(grant, reason)
         if dropped:
             self.save()
 
-    def revoke_grant(self, grant: Grant, reason: tuple[str, str] | None = None) -> None:
+    def revoke_grant(self, grant: Grant, reason: protocol.Refusal | None = None) -> None:
         self._drop(grant, reason)
         self.save()
 
@@ -244,7 +244,7 @@ class Grants:
         self.port = port or None
         log.info("kept %d endpoint token(s) from the daemon that stopped just before", len(records))
 
-    def _drop(self, grant: Grant, reason: tuple[str, str] | None = None) -> None:
+    def _drop(self, grant: Grant, reason: protocol.Refusal | None = None) -> None:
         if reason is not None:
             if len(self._revoked) >= MAX_REVOKED:
                 del self._revoked[next(iter(self._revoked))]
@@ -286,7 +286,7 @@ def _key(token: str) -> bytes:
     return hashlib.sha256(token.encode(errors="surrogateescape")).digest()
 
 
-# What the endpoint asks its owner (the Service) for a grant: the SDK's JSON, or EndpointRefusal.
+# What the endpoint asks its owner (the Service) for a grant: the SDK's JSON, or protocol.Refusal.
 CredentialsFor = Callable[[Grant], Awaitable[dict[str, Any]]]
 
 
@@ -391,9 +391,8 @@ class CredentialsEndpoint:
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[int, bytes]:
         try:
             if len(self._connections) > self._max_connections:
-                raise EndpointRefusal(
-                    503,
-                    BUSY,
+                raise protocol.Refusal(
+                    protocol.BUSY,
                     f"the stsd endpoint has {self._max_connections} connections open; retry shortly",
                 )
             self._check_peer(writer)
@@ -402,8 +401,8 @@ class CredentialsEndpoint:
             grant = self._check_token(headers)
             self.requests_served += 1
             return 200, json.dumps(await self._credentials_for(grant)).encode()
-        except EndpointRefusal as refusal:
-            return refusal.status, _error(refusal.code, refusal.message)
+        except protocol.Refusal as refusal:
+            return HTTP_STATUS.get(refusal.code, 500), _error(refusal.code, refusal.message)
 
     def _check_peer(self, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -415,8 +414,8 @@ class CredentialsEndpoint:
                 "endpoint: refused a connection from %s",
                 "an unknown owner" if uid is None else f"uid {uid}",
             )
-            raise EndpointRefusal(
-                403, FORBIDDEN_USER, "the stsd endpoint serves only the user who runs the daemon"
+            raise protocol.Refusal(
+                protocol.FORBIDDEN_USER, "the stsd endpoint serves only the user who runs the daemon"
             )
 
     def _check_request(self, method: str, target: str, headers: dict[str, str]) -> None:
@@ -425,17 +424,18 @@ class CredentialsEndpoint:
             self._throttled.warning(
                 "endpoint: refused browsers", "endpoint: refused a request with an Origin"
             )
-            raise EndpointRefusal(403, BROWSER_REFUSED, "the stsd endpoint does not answer browsers")
+            raise protocol.Refusal(protocol.BROWSER_REFUSED, "the stsd endpoint does not answer browsers")
         assert self.address is not None
         if headers.get("host", "") != f"{self.address[0]}:{self.address[1]}":
             # A name that resolves to 127.0.0.1 (DNS rebinding) reaches this port with another Host.
-            raise EndpointRefusal(
-                400, BAD_HOST, f"Host must be {self.address[0]}:{self.address[1]}; use the URL stsd exported"
+            raise protocol.Refusal(
+                protocol.BAD_HOST,
+                f"Host must be {self.address[0]}:{self.address[1]}; use the URL stsd exported",
             )
         if method != "GET":
-            raise EndpointRefusal(405, METHOD_NOT_ALLOWED, "the stsd endpoint answers GET only")
+            raise protocol.Refusal(protocol.METHOD_NOT_ALLOWED, "the stsd endpoint answers GET only")
         if target.split("?", 1)[0] != PATH:
-            raise EndpointRefusal(404, NOT_FOUND, f"no such path; the credentials are at {PATH}")
+            raise protocol.Refusal(protocol.NOT_FOUND, f"no such path; the credentials are at {PATH}")
 
     def _check_token(self, headers: dict[str, str]) -> Grant:
         presented = headers.get("authorization", "")
@@ -443,20 +443,18 @@ class CredentialsEndpoint:
             presented = presented[7:]
         grant = self.grants.find(presented) if presented else None
         revoked = self.grants.revocation(presented) if grant is None and presented else None
-        if revoked is not None:
-            raise EndpointRefusal(403, revoked[0], revoked[1])
+        if revoked is not None:  # a new instance: raising the stored one again would grow its traceback
+            raise protocol.Refusal(revoked.code, revoked.message, **revoked.fields)
         if grant is None:
             self._throttled.info("endpoint: refused tokens", "endpoint: refused a missing or unknown token")
-            raise EndpointRefusal(
-                401,
-                UNAUTHORIZED,
+            raise protocol.Refusal(
+                protocol.UNAUTHORIZED,
                 "missing or revoked stsd token (the daemon restarted, or the project file changed); "
                 "start the process again from a shell in the project",
             )
         if not grant.take(time.monotonic(), self._rate):
-            raise EndpointRefusal(
-                429,
-                RATE_LIMITED,
+            raise protocol.Refusal(
+                protocol.RATE_LIMITED,
                 f"more than {self._rate:.0f} requests/s with this project's token; slow down "
                 "(or raise endpoint_requests_per_second in stsd's config.toml)",
             )
@@ -467,30 +465,30 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, 
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
     except asyncio.LimitOverrunError:
-        raise EndpointRefusal(413, "too_large", f"request head over {MAX_HEAD_BYTES} bytes") from None
+        raise protocol.Refusal(protocol.TOO_LARGE, f"request head over {MAX_HEAD_BYTES} bytes") from None
     except asyncio.IncompleteReadError:
         raise ConnectionResetError from None
     try:
         lines = head.decode("latin-1").split("\r\n")
         method, target, version = lines[0].split(" ")
     except ValueError:
-        raise EndpointRefusal(400, "bad_request", "not an HTTP/1.1 request line") from None
+        raise protocol.Refusal(protocol.BAD_REQUEST, "not an HTTP/1.1 request line") from None
     if not version.startswith("HTTP/1."):
-        raise EndpointRefusal(400, "bad_request", "HTTP/1.x only")
+        raise protocol.Refusal(protocol.BAD_REQUEST, "HTTP/1.x only")
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if not line:
             continue
         name, colon, value = line.partition(":")
         if not colon:
-            raise EndpointRefusal(400, "bad_request", "malformed header line")
+            raise protocol.Refusal(protocol.BAD_REQUEST, "malformed header line")
         name = name.strip().lower()
         if name in headers:  # two Host or Authorization headers: which one a proxy saw is unknowable
-            raise EndpointRefusal(400, "bad_request", f"duplicate {name} header")
+            raise protocol.Refusal(protocol.BAD_REQUEST, f"duplicate {name} header")
         headers[name] = value.strip()
     length = headers.get("content-length", "0")
     if not length.isdigit() or int(length) > 0 or "transfer-encoding" in headers:
-        raise EndpointRefusal(413, "too_large", "the stsd endpoint takes no request body")
+        raise protocol.Refusal(protocol.TOO_LARGE, "the stsd endpoint takes no request body")
     return method, target, headers
 
 

@@ -14,7 +14,6 @@ from botocore import exceptions as boto_errors
 from stsd import aws_values
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.sources import (
-    CREDENTIAL_SOURCES,
     PROCESS,
     SSO,
     STATIC_KEYS,
@@ -24,15 +23,11 @@ from stsd.daemon.sources import (
     profile_kind,
 )
 from stsd.daemon.sts_errors import one_line
+from stsd.protocol import INVALID_PROJECT, UNKNOWN_PROFILE, Refusal
 
 if TYPE_CHECKING:
     from stsd.project.projectfile import RoleSettings
 
-UNKNOWN_PROFILE = "unknown_profile"
-INVALID_PROJECT = "invalid_project"
-
-MIN_DURATION_SECONDS = 900
-MAX_DURATION_SECONDS = 43200
 ROLE_KEYS = (
     "role_arn",
     "source_profile",
@@ -90,15 +85,6 @@ class RoleRequest:
         return self.source.profile if self.source.profile is not None else self.role_profile
 
 
-class RequestError(Exception):
-    """The request cannot be built; `code` is a protocol error code, str() one line for a person."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @dataclass(frozen=True)
 class _Value:
     """A setting and where it came from, so an error blames the right file with the right code."""
@@ -125,7 +111,7 @@ def resolve_request(settings: RoleSettings, *, label: str, config: DaemonConfig)
     if settings.profile is not None:
         if _serves_itself(profiles.get(settings.profile)):
             # A role next to a profile with credentials but no role: the profile is meant as the source.
-            raise RequestError(
+            raise Refusal(
                 INVALID_PROJECT,
                 f"{label}: profile: {settings.profile!r} has no role_arn to take settings from; to assume "
                 f'role_arn with its credentials, write source_profile = "{settings.profile}" instead',
@@ -137,7 +123,7 @@ def resolve_request(settings: RoleSettings, *, label: str, config: DaemonConfig)
             values.pop(key, None)
     values.update({key: _Value(value, label, INVALID_PROJECT) for key, value in inline.items()})
     if "role_arn" not in values:
-        raise RequestError(
+        raise Refusal(
             INVALID_PROJECT, f"{label}: role_arn: expected a role ARN or a role profile (profile =)"
         )
     return _build(values, profiles, own_profile=settings.profile, label=label, config=config)
@@ -199,8 +185,7 @@ def _session_request(
     region = inline.get("region")
     if region is None and "region" in profile:
         region = _Value(profile["region"], where, UNKNOWN_PROFILE)
-    if region is not None and not aws_values.REGION.fullmatch(str(region.value)):
-        _fail(region, "region", 'expected a region name like "eu-west-1"')
+    _check(region, "region", aws_values.REGION)
     return RoleRequest(
         source=SourceSpec(profile=name, session_token=keys, mfa_serial=_mfa_serial(mfa_serial)),
         role_arn=None,
@@ -217,9 +202,7 @@ def _load_profiles(origin: str) -> Mapping[str, Mapping[str, Any]]:
     try:
         return aws_profiles()
     except boto_errors.BotoCoreError as error:
-        raise RequestError(
-            UNKNOWN_PROFILE, f"{origin}: cannot read the AWS config: {one_line(error)}"
-        ) from None
+        raise Refusal(UNKNOWN_PROFILE, f"{origin}: cannot read the AWS config: {one_line(error)}") from None
 
 
 def _profile_values(
@@ -227,9 +210,9 @@ def _profile_values(
 ) -> dict[str, _Value]:
     profile = profiles.get(name)
     if profile is None:
-        raise RequestError(UNKNOWN_PROFILE, f"{origin}: profile {name!r} is not in your AWS config")
+        raise Refusal(UNKNOWN_PROFILE, f"{origin}: profile {name!r} is not in your AWS config")
     if "role_arn" not in profile:
-        raise RequestError(
+        raise Refusal(
             UNKNOWN_PROFILE,
             f"{origin}: profile {name!r} gives no credentials of its own: expected role_arn, access keys, "
             "an SSO account and role (sso_account_id, sso_role_name) or credential_process",
@@ -247,18 +230,14 @@ def _build(
     config: DaemonConfig,
 ) -> RoleRequest:
     role_arn = values["role_arn"]
-    if not isinstance(role_arn.value, str) or not aws_values.ROLE_ARN.fullmatch(role_arn.value):
-        _fail(role_arn, "role_arn", "expected an IAM role ARN like arn:aws:iam::123456789012:role/NAME")
+    _check(role_arn, "role_arn", aws_values.ROLE_ARN)
     source = _source(values, profiles, own_profile=own_profile, label=label)
     external_id = values.get("external_id")
-    if external_id is not None and not aws_values.EXTERNAL_ID.fullmatch(str(external_id.value)):
-        _fail(external_id, "external_id", "expected 2-1224 characters of letters, digits and +=,.@:/-")
+    _check(external_id, "external_id", aws_values.EXTERNAL_ID)
     session_name = values.get("role_session_name")
-    if session_name is not None and not aws_values.SESSION_NAME.fullmatch(str(session_name.value)):
-        _fail(session_name, "role_session_name", "expected 2-64 characters of letters, digits and +=,.@_-")
+    _check(session_name, "role_session_name", aws_values.SESSION_NAME)
     region = values.get("region")
-    if region is not None and not aws_values.REGION.fullmatch(str(region.value)):
-        _fail(region, "region", 'expected a region name like "eu-west-1"')
+    _check(region, "region", aws_values.REGION)
     source = _with_mfa(source, values.get("mfa_serial"), profiles)
     return RoleRequest(
         source=source,
@@ -308,8 +287,7 @@ def _with_mfa(
 def _mfa_serial(value: _Value | None) -> str | None:
     if value is None:
         return None
-    if not aws_values.MFA_SERIAL.fullmatch(str(value.value)):
-        _fail(value, "mfa_serial", "expected an MFA device ARN or serial number")
+    _check(value, "mfa_serial", aws_values.MFA_SERIAL)
     return str(value.value)
 
 
@@ -329,8 +307,7 @@ def _source(
             "expected either source_profile or credential_source, not both",
         )
     if credential_source is not None:
-        if credential_source.value not in CREDENTIAL_SOURCES:
-            _fail(credential_source, "credential_source", f"expected one of {', '.join(CREDENTIAL_SOURCES)}")
+        _check(credential_source, "credential_source", aws_values.CREDENTIAL_SOURCE)
         return SourceSpec(credential_source=str(credential_source.value))
     if source_profile is None:
         role_arn = values["role_arn"]
@@ -378,14 +355,16 @@ def _duration(value: _Value | None) -> int | None:
         seconds = raw if isinstance(raw, int) and not isinstance(raw, bool) else int(str(raw).strip())
     except ValueError:
         seconds = None
-    if seconds is None or not MIN_DURATION_SECONDS <= seconds <= MAX_DURATION_SECONDS:
-        _fail(
-            value,
-            "duration_seconds",
-            f"expected whole seconds from {MIN_DURATION_SECONDS} to {MAX_DURATION_SECONDS}",
-        )
+    if not aws_values.ROLE_DURATION.accepts(seconds):
+        _fail(value, "duration_seconds", aws_values.ROLE_DURATION.problem)
     return seconds
 
 
+def _check(value: _Value | None, key: str, rule: aws_values.Rule) -> None:
+    """Refuse `value` unless `rule` accepts it as text (as ~/.aws/config holds every value)."""
+    if value is not None and not rule.accepts(str(value.value)):
+        _fail(value, key, rule.problem)
+
+
 def _fail(value: _Value, key: str, what: str) -> NoReturn:
-    raise RequestError(value.code, f"{value.origin}: {key}: {what}")
+    raise Refusal(value.code, f"{value.origin}: {key}: {what}")

@@ -22,10 +22,6 @@ log = logging.getLogger("stsd.server")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
-# Not in the protocol's table: a refusal sent when the connection limit is reached. Clients treat an
-# unknown code as a failure with a message, which is what this is.
-BUSY = "busy"
-
 
 @dataclass(frozen=True)
 class ServerLimits:
@@ -181,7 +177,7 @@ class SocketServer:
                 len(self._connections) - 1,
             )
             message = f"the daemon has {self._limits.max_connections} connections open; retry shortly"
-            await self._send(writer, protocol.error(BUSY, message))
+            await self._send(writer, protocol.error(protocol.BUSY, message))
             return
         buffer = bytearray()
         while True:
@@ -234,8 +230,8 @@ class SocketServer:
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
             request = protocol.decode(line)
-        except protocol.ProtocolError as error:
-            return protocol.error(error.code, error.message)
+        except protocol.Refusal as refusal:
+            return refusal.reply()
         try:
             return await self._handle(request)
         except Exception:

@@ -19,22 +19,15 @@ import psutil
 from stsd import __version__, aws_values, paths, protocol, terminal
 from stsd.daemon.clock import Clock, utc_text
 from stsd.daemon.config import DaemonConfig
-from stsd.daemon.endpoint import CredentialsEndpoint, EndpointRefusal, Grant, Grants, content_digest
+from stsd.daemon.endpoint import CredentialsEndpoint, Grant, Grants, content_digest
 from stsd.daemon.environment import effective_environment
 from stsd.daemon.project_cache import ProjectCache
 from stsd.daemon.references import References, Referrer
-from stsd.daemon.requests import RequestError, RoleRequest, resolve_profile, resolve_request
+from stsd.daemon.requests import RoleRequest, resolve_profile, resolve_request
 from stsd.daemon.session_token import ENDING_SOON
-from stsd.daemon.sessions import (
-    CONSUMER_REFRESH_WINDOW,
-    RenewLimited,
-    RoleSession,
-    SessionError,
-    SessionManager,
-)
+from stsd.daemon.sessions import CONSUMER_REFRESH_WINDOW, RoleSession, SessionManager
 from stsd.daemon.sources import (
     SessionTokenStatus,
-    SourceError,
     SourceRegistry,
     SourceStatus,
     SsoStatus,
@@ -67,35 +60,13 @@ log = logging.getLogger("stsd.service")
 
 MAX_ID_CHARS = 128
 MAX_PATH_CHARS = 4096
-MAX_PROFILE_CHARS = 128
 # Ask again just after the daemon's planned renewal, so the client picks up the renewed credentials.
 AFTER_RENEWAL = timedelta(seconds=5)
 # When renewals fail and the credentials are already inside the window, ask at most this often.
 MIN_REFRESH_DELAY = timedelta(seconds=30)
-# The endpoint's HTTP status for each refusal, so SDKs show the message as what it is.
-_HTTP_STATUS = {
-    protocol.UNTRUSTED: 403,
-    protocol.DENIED: 403,
-    protocol.INVALID_PROJECT: 403,
-    protocol.UNKNOWN_PROFILE: 403,
-    protocol.SOURCE_ERROR: 502,
-    protocol.STS_DENIED: 502,
-    protocol.STS_UNAVAILABLE: 503,
-    protocol.TIMEOUT: 504,
-}
 
 
 Operation = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
-
-
-class RequestRefused(Exception):
-    """A request that gets an error reply; `fields` go into the error object (e.g. `project`)."""
-
-    def __init__(self, code: str, message: str, **fields: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.fields = fields
 
 
 @dataclass(frozen=True)
@@ -168,14 +139,14 @@ class Service:
         )
         try:
             if not valid_id:
-                raise RequestRefused(
+                raise protocol.Refusal(
                     protocol.BAD_REQUEST,
                     f"id: expected a string or number of at most {MAX_ID_CHARS} characters",
                 )
             operation = self._operation(request)
             reply = await operation(request)
-        except RequestRefused as refused:
-            reply = protocol.error(refused.code, refused.message, **refused.fields)
+        except protocol.Refusal as refusal:
+            reply = refusal.reply()
         if valid_id and request_id is not None:
             reply["id"] = request_id
         if log.isEnabledFor(logging.DEBUG):
@@ -187,20 +158,20 @@ class Service:
     def _operation(self, request: Mapping[str, Any]) -> Operation:
         version = request.get("v")
         if "v" not in request:
-            raise RequestRefused(protocol.BAD_REQUEST, f'v: missing; expected "v": {protocol.VERSION}')
+            raise protocol.Refusal(protocol.BAD_REQUEST, f'v: missing; expected "v": {protocol.VERSION}')
         if isinstance(version, bool) or version != protocol.VERSION:
-            raise RequestRefused(
+            raise protocol.Refusal(
                 protocol.UNSUPPORTED_VERSION,
                 f"protocol version {version!r} is not supported (this daemon speaks {protocol.VERSION}); "
                 "upgrade stsd",
             )
         op = request.get("op")
         if not isinstance(op, str):
-            raise RequestRefused(protocol.BAD_REQUEST, f"op: expected one of {', '.join(protocol.OPS)}")
+            raise protocol.Refusal(protocol.BAD_REQUEST, f"op: expected one of {', '.join(protocol.OPS)}")
         operation = self._operations.get(op)
         if operation is None:
             shown = op if len(op) <= 40 else op[:40] + "..."
-            raise RequestRefused(
+            raise protocol.Refusal(
                 protocol.UNKNOWN_OP, f"unknown op {shown!r}; expected one of {', '.join(protocol.OPS)}"
             )
         return operation
@@ -229,7 +200,9 @@ class Service:
             directory = _directory_field(request)
             target = self._project_target(directory)
             if target is None:
-                raise RequestRefused(protocol.INVALID_PROJECT, f"no {PROJECT_FILE_NAME} governs {directory}")
+                raise protocol.Refusal(
+                    protocol.INVALID_PROJECT, f"no {PROJECT_FILE_NAME} governs {directory}"
+                )
             session = await self._session(target.request, renew=True)
             return await self._env_reply(target, session, _mode_field(request))
         role_request = self._credentials_target(request)
@@ -266,20 +239,17 @@ class Service:
         """With `code`: start the MFA session of the target's source (one GetSessionToken), which every
         role and shell of that source then uses. Without: say which source and device it is about."""
         code = request.get("code")
-        if code is not None and (not isinstance(code, str) or not aws_values.MFA_CODE.fullmatch(code)):
-            raise RequestRefused(protocol.BAD_REQUEST, "code: expected the 6 digits your MFA device shows")
+        if code is not None and not aws_values.MFA_CODE.accepts(code):
+            raise protocol.Refusal(protocol.BAD_REQUEST, f"code: {aws_values.MFA_CODE.problem}")
         role_request = self._credentials_target({k: v for k, v in request.items() if k != "code"})
         spec = role_request.source
         if spec.mfa_serial is None:
-            raise RequestRefused(
+            raise protocol.Refusal(
                 protocol.NO_MFA,
                 f"{role_request.label}: its source ({spec.name}) has no mfa_serial; no MFA code is needed",
             )
         if code is not None:
-            try:
-                session = await asyncio.to_thread(self._sources.unlock, spec, code)
-            except SourceError as error:
-                raise RequestRefused(error.code, error.message) from None
+            session = await asyncio.to_thread(self._sources.unlock, spec, code)  # or SourceError, a Refusal
             self._sessions.wake()  # sessions waiting for this source's code may renew now
         else:
             session = self._sources.provider(spec).status().session
@@ -291,17 +261,17 @@ class Service:
 
     async def endpoint_credentials(self, grant: Grant) -> dict[str, Any]:
         """The credentials endpoint's answer for `grant`: the session of the project file it was issued
-        for, checked again now (an edit, a denial or a file gone revokes the token), or EndpointRefusal."""
+        for, checked again now (an edit, a denial or a file gone revokes the token), or protocol.Refusal."""
         path = grant.project_path
         try:
             target = self._file_target(path)
             if content_digest(target.project.content) != grant.content_digest:
-                raise RequestRefused(protocol.UNTRUSTED, "changed")
+                raise protocol.Refusal(protocol.UNTRUSTED, "changed")
             # A grant restored after a restart may be the first the daemon hears of this file.
             self._referenced(Referrer(path=path), target.request)
             session = await self._session(target.request)
-        except RequestRefused as refused:
-            code, message = refused.code, refused.message
+        except protocol.Refusal as refusal:
+            code, message = refusal.code, refusal.message
             if code in (protocol.UNTRUSTED, protocol.DENIED, protocol.INVALID_PROJECT):
                 # The token was bound to the content trusted then: it ends here, whatever comes next.
                 allow = terminal.allow_command(str(path), terminal.DEFAULT_SHELL)
@@ -314,8 +284,8 @@ class Service:
                     message = f"{path} is denied; to trust it after all run: {allow}, {restart}"
                 else:
                     message = f"{message}; fix it, run: {allow}, {restart}"
-                self.endpoint.grants.revoke_grant(grant, (code, message))
-            raise EndpointRefusal(_HTTP_STATUS.get(code, 500), code, message) from None
+                self.endpoint.grants.revoke_grant(grant, protocol.Refusal(code, message))
+            raise protocol.Refusal(code, message) from None
         credentials = session.credentials
         assert credentials is not None
         return {
@@ -331,30 +301,24 @@ class Service:
     def _credentials_target(self, request: Mapping[str, Any]) -> RoleRequest:
         has_profile, has_dir = "profile" in request, "dir" in request
         if has_profile == has_dir:
-            raise RequestRefused(protocol.BAD_REQUEST, "expected exactly one of profile or dir")
+            raise protocol.Refusal(protocol.BAD_REQUEST, "expected exactly one of profile or dir")
         if has_dir:
             directory = _directory_field(request)
             target = self._project_target(directory)
             if target is None:
-                raise RequestRefused(
+                raise protocol.Refusal(
                     protocol.INVALID_PROJECT, f"no {PROJECT_FILE_NAME} governs {directory}; nothing to assume"
                 )
             return target.request
         profile = request.get("profile")
-        if (
-            not isinstance(profile, str)
-            or not 0 < len(profile) <= MAX_PROFILE_CHARS
-            or not profile.isprintable()
-        ):
-            raise RequestRefused(
-                protocol.BAD_REQUEST, f"profile: expected a profile name of 1-{MAX_PROFILE_CHARS} characters"
-            )
+        if not aws_values.PROFILE_NAME.accepts(profile):
+            raise protocol.Refusal(protocol.BAD_REQUEST, f"profile: {aws_values.PROFILE_NAME.problem}")
         referrer = Referrer(profile=profile)
         try:
             role_request = resolve_profile(profile, config=self._config)
-        except RequestError as error:
+        except protocol.Refusal:
             self._unreferenced(referrer)
-            raise RequestRefused(error.code, error.message) from None
+            raise
         self._referenced(referrer, role_request)
         return role_request
 
@@ -367,7 +331,7 @@ class Service:
         referrer = Referrer(path=path)
         try:
             target = self._targets.get(path, lambda: self._file_target(path))
-        except RequestRefused:
+        except protocol.Refusal:
             self._unreferenced(referrer)
             raise
         self._referenced(referrer, target.request)
@@ -391,7 +355,7 @@ class Service:
             path = referrer.path
             assert path is not None
             return self._targets.get(path, lambda: self._file_target(path)).request
-        except (RequestRefused, RequestError):
+        except protocol.Refusal:
             return None
 
     def _file_target(self, path: Path) -> ProjectTarget:
@@ -401,18 +365,19 @@ class Service:
         except ProjectFileError as error:
             if self._trust.state(path, b"") is TrustState.DENIED:
                 raise _denied(path) from None
-            raise RequestRefused(protocol.INVALID_PROJECT, str(error), **where) from None
+            raise protocol.Refusal(protocol.INVALID_PROJECT, str(error), **where) from None
         trust = self._trust.state(project.path, project.content)
         if trust is TrustState.DENIED:
             raise _denied(project.path)
         if trust is not TrustState.ALLOWED:
             # The words every client shows (it re-quotes the advice for the user's own shell).
             line = terminal.refusal_line(protocol.UNTRUSTED, str(project.path), None, terminal.DEFAULT_SHELL)
-            raise RequestRefused(protocol.UNTRUSTED, line, **where)
+            raise protocol.Refusal(protocol.UNTRUSTED, line, **where)
         try:
             role_request = resolve_request(project.settings, label=str(project.path), config=self._config)
-        except RequestError as error:
-            raise RequestRefused(error.code, error.message, **where) from None
+        except protocol.Refusal as refusal:
+            refusal.fields.update(where)
+            raise
         return ProjectTarget(project, role_request, _named_region(project))
 
     async def _session(self, request: RoleRequest, *, renew: bool = False) -> RoleSession:
@@ -421,15 +386,14 @@ class Service:
                 session = await self._sessions.renew(request)
             else:
                 session = await self._sessions.credentials(request)
-        except RenewLimited as limited:
-            self._throttled.info("refused forced renewals", "refused a forced renewal: %s", limited.message)
-            raise RequestRefused(
-                limited.code, limited.message, forced_renewal_at=utc_text(limited.possible_at)
-            ) from None
-        except SessionError as error:
-            raise RequestRefused(error.code, error.message) from None
+        except protocol.Refusal as refusal:
+            if refusal.code == protocol.RENEW_LIMITED:
+                self._throttled.info(
+                    "refused forced renewals", "refused a forced renewal: %s", refusal.message
+                )
+            raise
         if session.credentials is None:
-            raise RequestRefused(
+            raise protocol.Refusal(
                 protocol.STS_UNAVAILABLE, session.last_error or "no credentials held; retry later"
             )
         return session
@@ -517,7 +481,7 @@ def _directory_field(request: Mapping[str, Any]) -> Path:
         or len(value) > MAX_PATH_CHARS
         or "\0" in value
     ):
-        raise RequestRefused(
+        raise protocol.Refusal(
             protocol.BAD_REQUEST, f"dir: expected an absolute path of at most {MAX_PATH_CHARS} characters"
         )
     return Path(value)
@@ -527,15 +491,15 @@ def _mode_field(request: Mapping[str, Any]) -> str | None:
     """An `env` request's optional `credentials`: a mode that overrides the project's (`stsd exec --endpoint`)."""
     mode = request.get("credentials")
     if mode is not None and mode not in CREDENTIAL_MODES:
-        raise RequestRefused(
+        raise protocol.Refusal(
             protocol.BAD_REQUEST, f"credentials: expected one of {', '.join(CREDENTIAL_MODES)}"
         )
     return mode
 
 
-def _denied(path: Path) -> RequestRefused:
+def _denied(path: Path) -> protocol.Refusal:
     line = terminal.refusal_line(protocol.DENIED, str(path), None, terminal.DEFAULT_SHELL)
-    return RequestRefused(protocol.DENIED, line, project=str(path))
+    return protocol.Refusal(protocol.DENIED, line, project=str(path))
 
 
 def _named_region(project: ProjectFile) -> str | None:

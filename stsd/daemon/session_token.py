@@ -189,9 +189,10 @@ class SessionTokenSource:
             raise SourceError(f"{what} failed (exit {done.returncode}): {said}", transient=True)
         lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
         code = lines[0].strip() if lines else ""
-        if not aws_values.MFA_CODE.fullmatch(code):
+        if not aws_values.MFA_CODE.accepts(code):
             raise SourceError(
-                f"{what} printed no code; expected the 6 digits of a one-time code on stdout", transient=True
+                f"{what} printed no code; {aws_values.MFA_CODE.problem}, on the first line of stdout",
+                transient=True,
             )
         return code
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from stsd import protocol
-from stsd.daemon.clock import Clock
+from stsd import aws_values, protocol
+from stsd.daemon.clock import Clock, utc_text
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.requests import RoleRequest
 from stsd.daemon.secret import Secret
@@ -30,8 +30,8 @@ from stsd.daemon.sts_errors import (
 
 log = logging.getLogger(__name__)
 
-STS_DEFAULT_DURATION_SECONDS = 3600
-CHAINED_MAX_DURATION_SECONDS = 3600  # role chaining: STS refuses more (AWS-FACTS.md)
+STS_DEFAULT_DURATION_SECONDS = aws_values.ROLE_DEFAULT_SECONDS
+CHAINED_MAX_DURATION_SECONDS = aws_values.CHAINED_MAX_SECONDS  # role chaining: STS refuses more
 # Old credentials are still served after a failed renewal, but not in their last minute: a consumer
 # needs a moment to use them, and clocks differ a little.
 USABLE_MARGIN = timedelta(seconds=60)
@@ -100,23 +100,6 @@ class RoleSession:
     @property
     def session_name(self) -> str:
         return self.request.session_name
-
-
-class SessionError(Exception):
-    """No usable credentials; `code` is a protocol error code, str() one line without secrets."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class RenewLimited(SessionError):
-    """A forced renewal asked for within FORCED_RENEWAL_INTERVAL of the session's last one."""
-
-    def __init__(self, message: str, possible_at: datetime) -> None:
-        super().__init__(protocol.RENEW_LIMITED, message)
-        self.possible_at = possible_at
 
 
 @dataclass(frozen=True)
@@ -254,7 +237,7 @@ class SessionManager:
     # -- callers -------------------------------------------------------------------------------------
 
     async def credentials(self, request: RoleRequest) -> RoleSession:
-        """Credentials with at least the minimum remaining (renewing first when due), or SessionError.
+        """Credentials with at least the minimum remaining (renewing first when due), or protocol.Refusal.
 
         After a failed renewal the old credentials are served until shortly before they expire."""
         slot = self._touch(request)
@@ -265,22 +248,22 @@ class SessionManager:
             # Permanent failure with nothing changed, or backing off: asking STS again now would not help.
             if slot.usable(now):
                 return slot.snapshot()
-            raise SessionError(slot.error_code or STS_DENIED, slot.last_error or "renewal failed")
+            raise protocol.Refusal(slot.error_code or STS_DENIED, slot.last_error or "renewal failed")
         try:
             await self._refresh(slot)
-        except SessionError:
+        except protocol.Refusal:
             if slot.usable(self._slot_now(slot)):
                 return slot.snapshot()
             raise
         return slot.snapshot()
 
     async def renew(self, request: RoleRequest) -> RoleSession:
-        """Renew now, ahead of the schedule or a backoff; raises SessionError on failure. At most once per
-        FORCED_RENEWAL_INTERVAL per session (else RenewLimited), and never past a permanent failure: that
+        """Renew now, ahead of the schedule or a backoff; raises protocol.Refusal on failure. At most once per
+        FORCED_RENEWAL_INTERVAL per session (else renew_limited), and never past a permanent failure: that
         holds until the AWS config or credentials files change, however often anyone asks."""
         slot = self._touch(request)
         if self._blocked(slot):
-            raise SessionError(
+            raise protocol.Refusal(
                 slot.error_code or STS_DENIED,
                 f"{slot.last_error or 'renewal failed'} (not retried until the AWS config or credentials "
                 "files change)",
@@ -289,12 +272,12 @@ class SessionManager:
         possible_at = slot.forced_renewal_at(wall, monotonic, self._forced_interval)
         if possible_at > wall:
             wait = math.ceil((possible_at - wall).total_seconds())
-            raise RenewLimited(
+            raise protocol.Refusal(
+                protocol.RENEW_LIMITED,
                 f"{slot.request.label or slot.request.role_arn} was renewed on request less than "
                 f"{self._forced_interval.total_seconds():.0f} s ago; a forced renewal is possible again in "
-                f"{wait} s (at {possible_at.strftime('%Y-%m-%dT%H:%M:%SZ')}); the daemon renews ahead of "
-                "expiry on its own",
-                possible_at,
+                f"{wait} s (at {utc_text(possible_at)}); the daemon renews ahead of expiry on its own",
+                forced_renewal_at=utc_text(possible_at),
             )
         slot.forced_wall, slot.forced_monotonic = wall, monotonic
         slot.retry_at = None
@@ -498,7 +481,7 @@ class SessionManager:
             # shield: a caller that gives up (or is cancelled) does not cancel the fetch others wait on.
             await asyncio.wait_for(asyncio.shield(future), timeout=self._config.sts_wait_seconds)
         except asyncio.TimeoutError:
-            raise SessionError(
+            raise protocol.Refusal(
                 TIMEOUT,
                 f"AssumeRole {slot.request.role_arn}: no answer from STS within {self._config.sts_wait_seconds:g} s",
             ) from None
@@ -512,7 +495,7 @@ class SessionManager:
             assumed = await in_sts_pool(self._fetch_credentials, request)
         except _Failure as failure:
             self._record_failure(slot, failure, files)
-            raise SessionError(failure.code, failure.message) from None
+            raise protocol.Refusal(failure.code, failure.message) from None
         self._record_success(slot, assumed, started, started_monotonic)
         # The source's identity is for status only: look it up without holding anyone up, and once
         # for all the fetches that end while it is asked (afterwards the registry's cache answers).

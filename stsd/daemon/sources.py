@@ -149,9 +149,10 @@ class SourceStatus:
     expires_at: datetime | None = None  # the held temporary credentials' expiry (SSO, credential_process)
 
 
-class SourceError(Exception):
-    """Source credentials could not be loaded. `transient` says whether retrying later may help; `code` is
-    the protocol error code a request that needed them is refused with."""
+class SourceError(protocol.Refusal):
+    """Source credentials could not be loaded: a refusal (`code` what a request that needed them gets,
+    source_error unless said) that also carries the retry policy, which never goes on the wire:
+    `transient` says whether retrying later may help, `kind` how the session manager treats it."""
 
     def __init__(
         self,
@@ -161,11 +162,9 @@ class SourceError(Exception):
         kind: FailureKind | None = None,
         code: str = protocol.SOURCE_ERROR,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(code, message)
         self.transient = transient
         self.kind = kind or (FailureKind.TRANSIENT if transient else FailureKind.PERMANENT)
-        self.code = code
 
 
 class SourceProvider(Protocol):

@@ -10,18 +10,15 @@ from enum import Enum
 from botocore import exceptions as boto_errors
 from botocore.parsers import ResponseParserError
 
+# The protocol error codes (docs/protocol.md) a failure turns into.
+from stsd.protocol import SOURCE_ERROR, STS_DENIED, STS_UNAVAILABLE, TIMEOUT
+
 
 class FailureKind(Enum):
     PERMANENT = "permanent"
     SOURCE_EXPIRED = "source_expired"
     TRANSIENT = "transient"
 
-
-# Protocol error codes (docs/protocol.md) a failure turns into.
-STS_DENIED = "sts_denied"
-SOURCE_ERROR = "source_error"
-STS_UNAVAILABLE = "sts_unavailable"
-TIMEOUT = "timeout"
 
 _PERMANENT_CODES = frozenset(
     {

@@ -26,23 +26,17 @@ from stsd.variables import (
 PROJECT_FILE_NAME = discovery.PROJECT_FILE_NAME
 MAX_FILE_BYTES = 64 * 1024  # a project file is a dozen lines; anything bigger is a mistake or an attack
 
-CREDENTIAL_SOURCES = ("Environment", "Ec2InstanceMetadata", "EcsContainer")
-MIN_DURATION_S = 900
-MAX_DURATION_S = 43200
-
-_PROFILE_NAME = re.compile(r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x20\x7f])?")
-# key -> (pattern the whole value must match, what the error says is expected)
-_STRING_RULES = {
-    "profile": (_PROFILE_NAME, "expected a profile name of ~/.aws/config (printable, no spaces at the ends)"),
-    "source_profile": (_PROFILE_NAME, "expected a profile name of ~/.aws/config"),
-    "role_arn": (aws_values.ROLE_ARN, "expected arn:aws:iam::<12-digit account>:role/<name>"),
-    "role_session_name": (aws_values.SESSION_NAME, "expected 2-64 characters of letters, digits and +=,.@_-"),
-    "external_id": (aws_values.EXTERNAL_ID, "expected 2-1224 characters of letters, digits and +=,.@:/_-"),
-    "mfa_serial": (
-        aws_values.MFA_SERIAL,
-        "expected an MFA device ARN (arn:aws:iam::<account>:mfa/<name>) or serial",
-    ),
-    "region": (aws_values.REGION, 'expected an AWS region such as "us-east-1"'),
+# key -> what its value must be (stsd.aws_values: one definition for project files, profiles and config)
+_RULES = {
+    "profile": aws_values.PROFILE_NAME,
+    "source_profile": aws_values.PROFILE_NAME,
+    "role_arn": aws_values.ROLE_ARN,
+    "role_session_name": aws_values.SESSION_NAME,
+    "external_id": aws_values.EXTERNAL_ID,
+    "mfa_serial": aws_values.MFA_SERIAL,
+    "region": aws_values.REGION,
+    "credential_source": aws_values.CREDENTIAL_SOURCE,
+    "duration_seconds": aws_values.ROLE_DURATION,
 }
 _TOML_POSITION = re.compile(
     r"^(?P<message>.*?) \(at (?:line (?P<line>\d+), column (?P<column>\d+)|end of document)\)$"
@@ -298,22 +292,16 @@ def _role_settings(document: Mapping[str, Any], locate: _KeyLocator) -> RoleSett
 
 def _check_setting(key: str, value: Any) -> str | None:
     """What is wrong with one setting's value, or None."""
-    if key == "duration_seconds":
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"expected a whole number of seconds ({MIN_DURATION_S}..{MAX_DURATION_S})"
-        if not MIN_DURATION_S <= value <= MAX_DURATION_S:
-            return f"expected {MIN_DURATION_S}..{MAX_DURATION_S} seconds (15 min to 12 h), got {value}"
+    rule = _RULES[key]
+    if rule.accepts(value):
         return None
-    if not isinstance(value, str):
-        return f"expected a string, got {_toml_type(value)}"
-    if key == "credential_source":
-        if value not in CREDENTIAL_SOURCES:
-            return f"expected one of {', '.join(CREDENTIAL_SOURCES)}"
-        return None
-    pattern, expected = _STRING_RULES[key]
-    if not pattern.fullmatch(value):
-        return expected
-    return None
+    if rule.pattern is not None or rule.choices:
+        if not isinstance(value, str):
+            return f"expected a string, got {_toml_type(value)}"
+        return rule.problem
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{rule.problem}, got {value}"
+    return f"{rule.problem}, got {_toml_type(value)}"
 
 
 def _env_extras(table: Mapping[str, Any], locate: _KeyLocator) -> dict[str, str]:

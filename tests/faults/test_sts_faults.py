@@ -11,7 +11,7 @@ import pytest
 from conftest import Daemon, World, ask_daemon
 from faultproxy import FaultProxy
 
-from stsd.daemon.sessions import SessionError
+from stsd.protocol import Refusal
 
 from .conftest import FAULT_CONFIG, Harness, running_manager
 
@@ -113,7 +113,7 @@ def test_outage_past_expiry_never_serves_expired_credentials(
                 await h.advance(60)
                 try:
                     session = await h.credentials()
-                except SessionError as error:
+                except Refusal as error:
                     assert error.code in ("sts_unavailable", "timeout"), error.code
                     refused += 1
                     continue

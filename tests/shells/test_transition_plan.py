@@ -8,7 +8,8 @@ import json
 import pytest
 
 from stsd import terminal, wire
-from stsd.client.transition import STATE_VARIABLE, LoadedState, NoProject, Project, Refused, Unreachable, plan
+from stsd.client.transition import STATE_VARIABLE, LoadedState, NoProject, Project, Unreachable, plan
+from stsd.protocol import Refusal
 
 FILE = "/home/alice/project/.stsd.toml"
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -61,7 +62,7 @@ def test_renewal_in_same_project_keeps_pre_entry_values():
 
 
 def test_refusal_unloads_and_waits_for_the_user_not_the_clock():
-    answer = Refused(FILE, "untrusted", terminal.refusal_line("untrusted", FILE, None, "bash"))
+    answer = Refusal("untrusted", terminal.refusal_line("untrusted", FILE, None, "bash"), project=FILE)
     transition = plan(
         loaded_environment("2027-01-15T09:00:00Z"), answer, hook_file=FILE, shell_pid=42, now=NOW
     )
@@ -80,7 +81,7 @@ def test_refusal_unloads_and_waits_for_the_user_not_the_clock():
     ],
 )
 def test_code_or_sign_in_needed_unloads_says_it_once_and_asks_again_at_the_next_prompt(code, line):
-    answer = Refused(FILE, code, line)
+    answer = Refusal(code, line, project=FILE)
     entering = plan({}, answer, hook_file=FILE, shell_pid=42, now=NOW)
     ended = plan(loaded_environment("2027-01-15T09:00:00Z"), answer, hook_file=FILE, shell_pid=42, now=NOW)
 
