@@ -8,11 +8,14 @@ made at start, "fresh": with a new one): `{"key": ..., "arn": ...}` from GetCall
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -40,17 +43,26 @@ def missing(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+@contextlib.contextmanager
+def _building(cache: Path) -> Iterator[None]:
+    """One build into `cache` at a time, whichever test process asks first (pytest-xdist runs several)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def npm_modules() -> Path:
     if shutil.which("npm") is None or shutil.which("node") is None:
         missing("npm or node is not installed; the JavaScript SDK cannot be tested")
-    if not (NPM_CACHE / "node_modules" / JS_PACKAGE / "package.json").exists():
-        NPM_CACHE.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(NPM_CACHE), JS_PACKAGE],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        if result.returncode != 0:
-            missing(f"npm install {JS_PACKAGE} failed: {result.stderr.strip().splitlines()[-1:]}")
+    with _building(NPM_CACHE):
+        if not (NPM_CACHE / "node_modules" / JS_PACKAGE / "package.json").exists():
+            result = subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(NPM_CACHE), JS_PACKAGE],
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            if result.returncode != 0:
+                missing(f"npm install {JS_PACKAGE} failed: {result.stderr.strip().splitlines()[-1:]}")
     return NPM_CACHE / "node_modules"
 
 
@@ -73,8 +85,9 @@ def go_probe(sdk: str) -> Path:
         missing(f"go or Debian's {GO_PACKAGES[sdk]} is not installed")
     source = PROBES / f"go_{sdk}_sts_probe.go"
     binary = GO_CACHE / f"go_{sdk}_sts_probe"
-    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
-        GO_CACHE.mkdir(parents=True, exist_ok=True)
+    with _building(GO_CACHE):
+        if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+            return binary
         env = {
             **os.environ,
             "GOPATH": "/usr/share/gocode",
