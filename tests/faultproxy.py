@@ -1,7 +1,8 @@
 """A local HTTP proxy in front of the local STS that injects faults and counts requests by action.
 
 Tests point a daemon's AWS_ENDPOINT_URL at `FaultProxy.endpoint` and switch `mode` while it runs:
-pass (forward), down (refuse connections), slow (hold the request beyond client timeouts),
+pass (forward), down (refuse connections), slow (hold the request beyond client timeouts), hold (keep
+each request until the test calls release(): STS answers when the test says, no clock involved),
 throttle (400 Throttling XML, 429 or 503), garbage (200 with bytes that are not XML) and
 error (a chosen AWS error code, e.g. ExpiredToken). Loopback only; every sleep is interruptible.
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
-Mode = Literal["pass", "down", "slow", "throttle", "garbage", "error"]
+Mode = Literal["pass", "down", "slow", "hold", "throttle", "garbage", "error"]
 ThrottleKind = Literal["400", "429", "503"]
 
 _ERROR_XML = (
@@ -55,6 +56,7 @@ class FaultProxy:
         self._calls: list[Call] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._released = threading.Event()  # mode "hold": set by release() (and stop())
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -70,6 +72,7 @@ class FaultProxy:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._released.set()
         self._close_listener()
 
     def __enter__(self) -> FaultProxy:
@@ -87,10 +90,16 @@ class FaultProxy:
         self.actions = frozenset(actions) if actions is not None else None
         with self._lock:
             self.mode = mode
+            if mode == "hold":
+                self._released.clear()
         if mode == "down":
             self._close_listener()
         elif self._server is None:
             self._listen()
+
+    def release(self) -> None:
+        """Let every request held in mode "hold" (and any later one) go on to STS."""
+        self._released.set()
 
     # -- counting --------------------------------------------------------------------------------------
     def calls(self, action: str | None = None) -> list[Call]:
@@ -176,6 +185,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if mode == "slow":
                 # Hold the request past any sane client timeout; stop() cuts the wait short.
                 self.owner._stopping.wait(self.owner.slow_seconds)
+                self._forward(body)
+            elif mode == "hold":
+                self.owner._released.wait()
                 self._forward(body)
             elif mode == "throttle":
                 self._throttle()

@@ -30,7 +30,15 @@ HOOK_FIRST = "__STSD_FIRST"  # "1" at the shell's first prompt: no informational
 HOOK_HOLD = "__STSD_HOLD"
 _HOOK_VARIABLES = (HOOK_FILE, HOOK_SHOWN, HOOK_PID, HOOK_FIRST, HOOK_HOLD)
 
-DEFAULT_TIMEOUT_S = 1.0  # the prompt waits at most about this long for the daemon
+DEFAULT_TIMEOUT_S = 1.0  # the prompt waits at most this long for the daemon, this process's start-up included
+# Of that wait, kept back from what the daemon is told it may take (wait_ms): its reply has to reach us,
+# be read and turned into shell code in time.
+REPLY_MARGIN_S = 0.15
+MIN_EXCHANGE_S = 0.1  # start-up alone used the wait up: still ask (the daemon starts the fetch), briefly
+# A pending session: ask again at the next prompt, which is at least this far off. Not "now" (as for
+# mfa_required): fish runs the hook on `cd` and again at the prompt right after it, which would hold
+# that prompt a second time.
+PENDING_RETRY_S = 1
 RETRY_AFTER_S = 60  # asking again after an STS-side failure that may clear by itself
 # The daemon may be slow only because it is fetching a first session from STS: ask again soon.
 RETRY_UNREACHABLE_S = 5
@@ -38,7 +46,7 @@ RETRY_UNREACHABLE_S = 5
 _WAIT_FOR_USER = frozenset({"untrusted", "denied", "invalid_project"})
 
 
-# What the daemon said about the directory: one of these four.
+# What the daemon said about the directory: one of these five.
 class NoProject(Value):
     __slots__ = ()
 
@@ -57,6 +65,14 @@ class Refused(Value):
 
 class Unreachable(Value):
     fields = ("message",)
+    __slots__ = fields
+
+
+class Pending(Value):
+    """The session is still being fetched (the daemon said `pending`), or the daemon did not answer in
+    time (`late`: busy, or wedged): nothing to set yet, ask again at the next prompt."""
+
+    fields = ("project_file", "late")
     __slots__ = fields
 
 
@@ -83,7 +99,7 @@ def utc_text(epoch: float) -> str:
 
 def plan(
     environ: Mapping[str, str],
-    answer: NoProject | Project | Refused | Unreachable,
+    answer: NoProject | Project | Refused | Unreachable | Pending,
     *,
     hook_file: str,
     shell_pid: int,
@@ -114,14 +130,21 @@ def plan(
             if answer.warning:
                 # Said once at entry (and in `stsd env`, `stsd status`): the endpoint is shadowed.
                 notice = Notice(f"warning:{answer.project_file}", f"stsd: warning: {answer.warning}")
-    elif isinstance(answer, Unreachable):
-        notice = Notice("unreachable", f"stsd: {answer.message}")
+    elif isinstance(answer, (Unreachable, Pending)):
         if state is not None and state.project_file == hook_file and state.expiration > utc_text(now):
             # Still in the same project with credentials that have not expired: keep them, ask later.
             new_state = state._replace(shell_pid=shell_pid)
             desired = {**outside, **{name: environ.get(name) for name in state.saved}}
-        if hook_file:
-            refresh_at = int(now) + RETRY_UNREACHABLE_S
+        if isinstance(answer, Unreachable):
+            notice = Notice("unreachable", f"stsd: {answer.message}")
+            if hook_file:
+                refresh_at = int(now) + RETRY_UNREACHABLE_S
+        else:
+            # As for a leave, nothing of the previous project is kept, and nothing is set before the
+            # credentials are: a project half loaded (its region, no keys) would send commands elsewhere.
+            refresh_at = int(now) + PENDING_RETRY_S
+            if new_state is None:  # a renewal under way while the held credentials last needs no word
+                notice = pending_notice(answer)
     elif isinstance(answer, Refused):
         cause = f"{answer.code}:{answer.project_file}"
         if answer.code == protocol.INVALID_PROJECT:
@@ -149,34 +172,78 @@ def plan(
     return Transition(changes, new_state, refresh_at, notice, info, restore)
 
 
+def pending_notice(answer: Pending) -> Notice:
+    where = os.path.dirname(answer.project_file) or "/"
+    if answer.late:
+        return Notice(
+            f"late:{answer.project_file}",
+            f"stsd: the daemon is busy; credentials for {where} will be set at the next prompt",
+        )
+    return Notice(
+        f"{protocol.PENDING}:{answer.project_file}",
+        f"stsd: fetching credentials for {where}; they will be set at the next prompt",
+    )
+
+
+def hook_timeout() -> float:
+    try:
+        return float(os.environ.get("STSD_TIMEOUT", "") or DEFAULT_TIMEOUT_S)
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+
+
+def process_started() -> float:
+    """time.monotonic() when this process was forked, so the prompt's wait counts our start-up (tens of
+    milliseconds, more on a busy machine). From the kernel's start time; now if that cannot be read."""
+    now = time.monotonic()
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            # Fields after the command name, which is in parentheses and may hold anything: field 22,
+            # the start time in clock ticks since boot, is the 20th.
+            ticks = int(stat.read().rpartition(b")")[2].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - min(max(age, 0.0), 3600.0)
+
+
 def ask_daemon(
-    directory: str, project_file: str, shell_name: str
-) -> NoProject | Project | Refused | Unreachable:
-    """One `env` request, with a short timeout so a dead or slow daemon never holds the prompt."""
+    directory: str, project_file: str, shell_name: str, *, started: float | None = None
+) -> NoProject | Project | Refused | Unreachable | Pending:
+    """One `env` request, answered within the hook's timeout counted from `started` (monotonic; default:
+    when this process started), so neither a dead daemon nor a queue of STS calls holds the prompt: the
+    daemon is told how long it has (wait_ms) and says `pending` rather than make us wait longer."""
     if not project_file:
         return NoProject()  # no project file above: leaving needs no daemon at all
+    deadline = (process_started() if started is None else started) + hook_timeout()
+
+    def message() -> dict[str, object]:
+        wait = max(0.0, deadline - time.monotonic() - REPLY_MARGIN_S)
+        return {"op": "env", "dir": directory, protocol.WAIT_FIELD: int(wait * 1000)}
+
+    def left() -> float:
+        return max(MIN_EXCHANGE_S, deadline - time.monotonic())
+
     try:
-        timeout = float(os.environ.get("STSD_TIMEOUT", "") or DEFAULT_TIMEOUT_S)
-    except ValueError:
-        timeout = DEFAULT_TIMEOUT_S
-    message = {"op": "env", "dir": directory}
-    deadline = time.monotonic() + timeout
-    try:
-        reply = wire.request(message, timeout).message
+        reply = wire.request(message(), left()).message
     except wire.WireError as error:
+        if error.kind == wire.LATE:
+            return Pending(project_file, True)
         if not error.startable:
             return Unreachable(str(error))
         # No daemon: stsd.client.connection starts one (or says why not), within what is left of the wait.
         from stsd.client.connection import DaemonUnavailable, request
 
         try:
-            reply = request(message, timeout=max(0.05, deadline - time.monotonic()))
+            reply = request(message(), timeout=left())
         except DaemonUnavailable as error:
             return Unreachable(str(error))
     if not reply.get("ok"):
         error = reply.get("error")
         error = error if isinstance(error, dict) else {}
         code = str(error.get("code", protocol.INTERNAL))
+        if code == protocol.PENDING:
+            return Pending(project_file, False)
         return Refused(
             project_file, code, terminal.refusal_line(code, project_file, error.get("message"), shell_name)
         )
@@ -308,6 +375,9 @@ def run(shell_name: str, environ: Mapping[str, str]) -> int:
     hold = environ.get(HOOK_HOLD) == "1"
     environ = {k: v for k, v in environ.items() if k not in _HOOK_VARIABLES}
     answer = ask_daemon(directory, project_file, advice_shell)
+    if isinstance(answer, Pending) and answer.late and shown in (pending_notice(answer).cause, "unreachable"):
+        # Late twice in a row: not a moment's queue but a daemon that does not answer; say how to fix it.
+        answer = Unreachable(wire.NOT_ANSWERING)
     transition = plan(environ, answer, hook_file=project_file, shell_pid=shell_pid, now=time.time())
     if ignored and transition.notice is None:
         # A file another user planted above us governs nothing; say so once, whatever else happened.

@@ -125,6 +125,7 @@ class Service:
         self._sources = sources
         self._trust = trust_store
         self._targets: ProjectCache[ProjectTarget] = ProjectCache(trust_store.record_directories)
+        self._unanswered: set[asyncio.Future[RoleSession]] = set()  # see _session_within
         self._config = config
         self._clock = clock
         self._started_at = started_at
@@ -209,10 +210,14 @@ class Service:
     async def _env(self, request: Mapping[str, Any]) -> dict[str, Any]:
         directory = _directory_field(request)
         mode = _mode_field(request)
+        wait = _wait_field(request)
         target = self._project_target(directory)
         if target is None:
             return protocol.ok(project=None, vars={}, expiration=None, refresh_at=None)
-        session = await self._session(target.request)
+        if wait is None:
+            session = await self._session(target.request)
+        else:
+            session = await self._session_within(target, wait)
         return await self._env_reply(target, session, mode)
 
     async def _credentials(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -387,6 +392,24 @@ class Service:
             )
         return session
 
+    async def _session_within(self, target: ProjectTarget, wait_s: float) -> RoleSession:
+        """_session(), or RequestRefused(pending) once `wait_s` has passed without it: the asker (the hook,
+        holding a prompt) asks again later, and the fetch goes on meanwhile for it and everyone else."""
+        asking = asyncio.ensure_future(self._session(target.request))
+        done, _ = await asyncio.wait({asking}, timeout=wait_s)
+        if asking in done:
+            return asking.result()
+        # Not cancelled: the session's fetch is single-flight and shielded; this task only waits on it, and
+        # is kept here (the loop holds tasks weakly) until it ends, its outcome then read and dropped.
+        self._unanswered.add(asking)
+        asking.add_done_callback(_forget_outcome(self._unanswered))
+        path = target.project.path
+        raise RequestRefused(
+            protocol.PENDING,
+            f"fetching credentials for {path.parent}; ask again in a moment",
+            project=str(path),
+        )
+
     async def _env_reply(
         self, target: ProjectTarget, session: RoleSession, mode: str | None = None
     ) -> dict[str, Any]:
@@ -474,6 +497,33 @@ def _directory_field(request: Mapping[str, Any]) -> Path:
             protocol.BAD_REQUEST, f"dir: expected an absolute path of at most {MAX_PATH_CHARS} characters"
         )
     return Path(value)
+
+
+def _wait_field(request: Mapping[str, Any]) -> float | None:
+    """An `env` request's optional wait_ms, in seconds: how long its asker waits for the reply."""
+    value = request.get(protocol.WAIT_FIELD)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= protocol.MAX_WAIT_MS:
+        raise RequestRefused(
+            protocol.BAD_REQUEST,
+            f"{protocol.WAIT_FIELD}: expected an integer number of milliseconds from 0 to {protocol.MAX_WAIT_MS}",
+        )
+    return value / 1000
+
+
+def _forget_outcome(
+    unanswered: set[asyncio.Future[RoleSession]],
+) -> Callable[[asyncio.Future[RoleSession]], None]:
+    """A done-callback for a wait nobody awaits any more: drop it, and read its outcome (a refusal is
+    already in the session, for the next ask) so asyncio does not log it as never retrieved."""
+
+    def forget(done: asyncio.Future[RoleSession]) -> None:
+        unanswered.discard(done)
+        if not done.cancelled():
+            done.exception()
+
+    return forget
 
 
 def _mode_field(request: Mapping[str, Any]) -> str | None:
