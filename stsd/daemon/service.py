@@ -125,7 +125,6 @@ class Service:
         self._sources = sources
         self._trust = trust_store
         self._targets: ProjectCache[ProjectTarget] = ProjectCache(trust_store.record_directories)
-        self._unanswered: set[asyncio.Future[RoleSession]] = set()  # see _session_within
         self._config = config
         self._clock = clock
         self._started_at = started_at
@@ -394,15 +393,30 @@ class Service:
 
     async def _session_within(self, target: ProjectTarget, wait_s: float) -> RoleSession:
         """_session(), or RequestRefused(pending) once `wait_s` has passed without it: the asker (the hook,
-        holding a prompt) asks again later, and the fetch goes on meanwhile for it and everyone else."""
-        asking = asyncio.ensure_future(self._session(target.request))
-        done, _ = await asyncio.wait({asking}, timeout=wait_s)
-        if asking in done:
-            return asking.result()
-        # Not cancelled: the session's fetch is single-flight and shielded; this task only waits on it, and
-        # is kept here (the loop holds tasks weakly) until it ends, its outcome then read and dropped.
-        self._unanswered.add(asking)
-        asking.add_done_callback(_forget_outcome(self._unanswered))
+        holding a prompt) asks again later. Only this wait is cancelled: the session's fetch is single-flight
+        and shielded (SessionManager), so it goes on for the next ask and everyone else's."""
+        # A timer that cancels this task, not a task of its own: a held session (nearly every request)
+        # then costs no more than without wait_ms. asyncio.timeout() does this from Python 3.11 on.
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(wait_s, expire)
+        try:
+            return await self._session(target.request)
+        except asyncio.CancelledError:
+            if not expired:
+                raise  # the daemon is stopping
+            uncancel = getattr(task, "uncancel", None)  # 3.11+: withdraw our request from the task's count
+            if uncancel is not None:
+                uncancel()
+        finally:
+            timer.cancel()
         path = target.project.path
         raise RequestRefused(
             protocol.PENDING,
@@ -510,20 +524,6 @@ def _wait_field(request: Mapping[str, Any]) -> float | None:
             f"{protocol.WAIT_FIELD}: expected an integer number of milliseconds from 0 to {protocol.MAX_WAIT_MS}",
         )
     return value / 1000
-
-
-def _forget_outcome(
-    unanswered: set[asyncio.Future[RoleSession]],
-) -> Callable[[asyncio.Future[RoleSession]], None]:
-    """A done-callback for a wait nobody awaits any more: drop it, and read its outcome (a refusal is
-    already in the session, for the next ask) so asyncio does not log it as never retrieved."""
-
-    def forget(done: asyncio.Future[RoleSession]) -> None:
-        unanswered.discard(done)
-        if not done.cancelled():
-            done.exception()
-
-    return forget
 
 
 def _mode_field(request: Mapping[str, Any]) -> str | None:
