@@ -31,8 +31,10 @@ HOOK_HOLD = "__STSD_HOLD"
 _HOOK_VARIABLES = (HOOK_FILE, HOOK_SHOWN, HOOK_PID, HOOK_FIRST, HOOK_HOLD)
 
 DEFAULT_TIMEOUT_S = 1.0  # the prompt waits at most this long for the daemon, this process's start-up included
-# Of that wait, kept back from what the daemon is told it may take (wait_ms): its reply has to reach us,
-# be read and turned into shell code in time.
+# Of that wait, kept back for what follows giving up: turning the answer into shell code, exiting.
+FINISH_MARGIN_S = 0.05
+# And kept back from what the daemon is told it may take (wait_ms): its reply has to reach us in time,
+# through a loop that may be busy with many other shells.
 REPLY_MARGIN_S = 0.15
 MIN_EXCHANGE_S = 0.1  # start-up alone used the wait up: still ask (the daemon starts the fetch), briefly
 # A pending session: ask again at the next prompt, which is at least this far off. Not "now" (as for
@@ -215,7 +217,7 @@ def ask_daemon(
     daemon is told how long it has (wait_ms) and says `pending` rather than make us wait longer."""
     if not project_file:
         return NoProject()  # no project file above: leaving needs no daemon at all
-    deadline = (process_started() if started is None else started) + hook_timeout()
+    deadline = (process_started() if started is None else started) + hook_timeout() - FINISH_MARGIN_S
 
     def message() -> dict[str, object]:
         wait = max(0.0, deadline - time.monotonic() - REPLY_MARGIN_S)
