@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from pathlib import Path
 import botocore.session
 import psutil
 from faultproxy import FaultProxy
+from hook_clients import MAX_ASKS
 from measure import (
     VENV_BIN,
     BenchWorld,
@@ -383,25 +385,25 @@ def _hook_round(world: BenchWorld, directories: list[str]) -> list[dict]:
 
 
 def _hook_rows(label: str, answers: list[dict], proxy: FaultProxy) -> list[Row]:
+    """Outcomes per client: "credentials", or pending for a reason (fetching, busy, late: hook_clients)."""
     first_waits = [a["waits"][0] for a in answers]
-    firsts = [a["outcomes"][0] for a in answers]
-    pending = [a for a in answers if a["outcomes"][0] in ("pending", "late")]
+    firsts = Counter(a["outcomes"][0] for a in answers)
+    pending = [a for a in answers if a["outcomes"][0] != "credentials"]
     at_next = sum(1 for a in pending if a["outcomes"][1:2] == ["credentials"])
-    failed = sum(1 for a in answers if a["outcomes"][-1] != "credentials")
-    late = sum(1 for a in answers for outcome in a["outcomes"] if outcome == "late")
+    never = sum(1 for a in answers if a["outcomes"][-1] != "credentials")
     all_waits = [wait for a in answers for wait in a["waits"]]
+    past = sum(1 for a in answers if max(a["waits"]) > HOOK_TIMEOUT_SECONDS)
+    reasons = ", ".join(f"{firsts[r]} {r}" for r in ("fetching", "busy", "late") if firsts[r])
     return [
         Row(SECTION, f"{label}: p99 of the first wait", "ms", p99(first_waits) * 1e3, "-", None,
             note=f"every ask: p99 {p99(all_waits) * 1e3:,.0f} ms, max {max(all_waits) * 1e3:,.0f} ms"),
         Row(SECTION, f"{label}: clients that waited past the hook's {HOOK_TIMEOUT_SECONDS:.0f} s timeout",
-            "clients", sum(1 for wait in all_waits if wait > HOOK_TIMEOUT_SECONDS), "-", None,
-            note=f"any ask; {late} asks timed out on the client's side (late)"),
-        Row(SECTION, f"{label}: credentials at the first prompt", "clients", firsts.count("credentials"), "-",
-            None),
+            "clients", past, "-", None, note="at any of their asks"),
+        Row(SECTION, f"{label}: credentials at the first prompt", "clients", firsts["credentials"], "-", None),
         Row(SECTION, f"{label}: `pending` at the first prompt, credentials at the next ({NEXT_PROMPT_S:.0f} s later)",
             "clients", at_next, "-", None,
-            note=f"of {len(pending)} told pending; {len(pending) - at_next - failed} needed more prompts; "
-            f"{failed} never got credentials"),
+            note=f"of {len(pending)} pending ({reasons or 'none'}); {len(pending) - at_next - never} needed "
+            f"more prompts; {never} had no credentials after {MAX_ASKS} prompts"),
         Row(SECTION, f"{label}: AssumeRole calls", "calls", proxy.count("AssumeRole"), "-", None),
     ]  # fmt: skip
 

@@ -24,7 +24,7 @@ def _outcome(answer: object) -> str:
     if isinstance(answer, transition.Project):
         return "credentials"
     if isinstance(answer, transition.Pending):
-        return "late" if answer.late else "pending"
+        return answer.reason  # fetching, busy (queued past the deadline) or late (no answer in time)
     return f"failed: {answer!r}"
 
 
@@ -38,7 +38,7 @@ def client(directory: str, next_prompt_s: float, go: threading.Event, out: dict)
         answer = transition.ask_daemon(directory, project_file, "bash", started=started)
         waits.append(time.monotonic() - started)
         outcomes.append(_outcome(answer))
-        if outcomes[-1] != "pending" and outcomes[-1] != "late":
+        if not isinstance(answer, transition.Pending):
             break
         time.sleep(next_prompt_s)
     out.update(waits=waits, outcomes=outcomes)

@@ -11,9 +11,11 @@ if TYPE_CHECKING:
 
 VERSION = 1
 MAX_LINE_BYTES = 64 * 1024  # requests are tiny; anything larger is refused, not buffered
-# `env`'s optional field: how long (ms) the asker waits for the reply. A session still being fetched by
-# then gets PENDING instead, and the fetch goes on for the next ask (the hook's next prompt).
+# `env`'s optional fields: how long (ms) the asker waits for the reply, and when it asked (epoch seconds,
+# the wall clock every process shares): time the request spent queued counts. A session still being
+# fetched by then gets PENDING instead, and the fetch goes on for the next ask (the hook's next prompt).
 WAIT_FIELD = "wait_ms"
+ASKED_AT_FIELD = "asked_at"
 MAX_WAIT_MS = 600_000
 
 OPS = ("ping", "env", "credentials", "status", "renew", "mfa")
@@ -37,7 +39,8 @@ NO_MFA = "no_mfa"  # `mfa` asked for a target whose source has no mfa_serial
 STS_UNAVAILABLE = "sts_unavailable"
 TIMEOUT = "timeout"
 RENEW_LIMITED = "renew_limited"  # a forced renewal of this session came too soon after the last one
-# Not a failure: the session was still being fetched when the request's wait_ms ran out; ask again.
+# Not a failure: the session was still being fetched when the request's wait_ms ran out, or the request
+# waited that long in the daemon's queue (then with "busy": true, and nothing else done); ask again.
 PENDING = "pending"
 INTERNAL = "internal"
 # Refusals a person cures elsewhere (a code, a sign-in) without touching the project: the hook asks again

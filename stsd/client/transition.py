@@ -36,7 +36,7 @@ FINISH_MARGIN_S = 0.05
 # And kept back from what the daemon is told it may take (wait_ms): its reply has to reach us in time,
 # through a loop that may be busy with many other shells.
 REPLY_MARGIN_S = 0.15
-MIN_EXCHANGE_S = 0.1  # start-up alone used the wait up: still ask (the daemon starts the fetch), briefly
+MIN_EXCHANGE_S = 0.2  # start-up alone used the wait up: still ask (the daemon starts the fetch), briefly
 # A pending session: ask again at the next prompt, which is at least this far off. Not "now" (as for
 # mfa_required): fish runs the hook on `cd` and again at the prompt right after it, which would hold
 # that prompt a second time.
@@ -70,11 +70,16 @@ class Unreachable(Value):
     __slots__ = fields
 
 
-class Pending(Value):
-    """The session is still being fetched (the daemon said `pending`), or the daemon did not answer in
-    time (`late`: busy, or wedged): nothing to set yet, ask again at the next prompt."""
+# Why a Pending answer has nothing yet:
+FETCHING = "fetching"  # the daemon said `pending`: the session is being fetched
+BUSY = "busy"  # the daemon said `pending` with busy: our request waited in its queue past our deadline
+LATE = "late"  # no answer in time: a busy daemon, or a wedged one
 
-    fields = ("project_file", "late")
+
+class Pending(Value):
+    """Nothing to set yet, for `reason` (one of the three above): ask again at the next prompt."""
+
+    fields = ("project_file", "reason")
     __slots__ = fields
 
 
@@ -176,9 +181,9 @@ def plan(
 
 def pending_notice(answer: Pending) -> Notice:
     where = os.path.dirname(answer.project_file) or "/"
-    if answer.late:
+    if answer.reason != FETCHING:
         return Notice(
-            f"late:{answer.project_file}",
+            f"{answer.reason}:{answer.project_file}",
             f"stsd: the daemon is busy; credentials for {where} will be set at the next prompt",
         )
     return Notice(
@@ -219,18 +224,24 @@ def ask_daemon(
         return NoProject()  # no project file above: leaving needs no daemon at all
     deadline = (process_started() if started is None else started) + hook_timeout() - FINISH_MARGIN_S
 
-    def message() -> dict[str, object]:
-        wait = max(0.0, deadline - time.monotonic() - REPLY_MARGIN_S)
-        return {"op": "env", "dir": directory, protocol.WAIT_FIELD: int(wait * 1000)}
-
     def left() -> float:
         return max(MIN_EXCHANGE_S, deadline - time.monotonic())
+
+    def message() -> dict[str, object]:
+        # asked_at: the wall clock, the one clock the daemon surely shares; the wait is counted from it.
+        wait_ms = int(max(0.0, left() - REPLY_MARGIN_S) * 1000)
+        return {
+            "op": "env",
+            "dir": directory,
+            protocol.WAIT_FIELD: wait_ms,
+            protocol.ASKED_AT_FIELD: time.time(),
+        }
 
     try:
         reply = wire.request(message(), left()).message
     except wire.WireError as error:
         if error.kind == wire.LATE:
-            return Pending(project_file, True)
+            return Pending(project_file, LATE)
         if not error.startable:
             return Unreachable(str(error))
         # No daemon: stsd.client.connection starts one (or says why not), within what is left of the wait.
@@ -245,7 +256,7 @@ def ask_daemon(
         error = error if isinstance(error, dict) else {}
         code = str(error.get("code", protocol.INTERNAL))
         if code == protocol.PENDING:
-            return Pending(project_file, False)
+            return Pending(project_file, BUSY if error.get("busy") is True else FETCHING)
         return Refused(
             project_file, code, terminal.refusal_line(code, project_file, error.get("message"), shell_name)
         )
@@ -377,7 +388,11 @@ def run(shell_name: str, environ: Mapping[str, str]) -> int:
     hold = environ.get(HOOK_HOLD) == "1"
     environ = {k: v for k, v in environ.items() if k not in _HOOK_VARIABLES}
     answer = ask_daemon(directory, project_file, advice_shell)
-    if isinstance(answer, Pending) and answer.late and shown in (pending_notice(answer).cause, "unreachable"):
+    if (
+        isinstance(answer, Pending)
+        and answer.reason == LATE
+        and shown in (pending_notice(answer).cause, "unreachable")
+    ):
         # Late twice in a row: not a moment's queue but a daemon that does not answer; say how to fix it.
         answer = Unreachable(wire.NOT_ANSWERING)
     transition = plan(environ, answer, hook_file=project_file, shell_pid=shell_pid, now=time.time())

@@ -4,6 +4,7 @@ credentials. STS is held by the fault proxy until the test releases it: no clock
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from faultproxy import FaultProxy
 
 from stsd import protocol
 from stsd.client import transition
+from stsd.daemon.deadline import Deadline
 
 from .conftest import write_daemon_config
 
@@ -119,7 +121,7 @@ def test_the_hook_client_says_pending_then_gets_the_credentials(
     directory = _allowed_project(world_env)
     project_file = str(directory / ".stsd.toml")
     answer = transition.ask_daemon(str(directory), project_file, "bash", started=time.monotonic())
-    assert answer == transition.Pending(project_file, False)
+    assert answer == transition.Pending(project_file, transition.FETCHING)
 
     proxy.release()
     _wait_until(lambda: _session_held(world_env), "the session was fetched")
@@ -145,7 +147,7 @@ def test_a_daemon_that_accepts_but_never_answers_is_pending_for_the_hook_not_a_w
         monkeypatch.setenv("STSD_TIMEOUT", "0.3")
         project = tmp_path / ".stsd.toml"
         answer = transition.ask_daemon(str(tmp_path), str(project), "bash", started=time.monotonic())
-        assert answer == transition.Pending(str(project), True)
+        assert answer == transition.Pending(str(project), transition.LATE)
     finally:
         listener.close()
         path.unlink()
@@ -159,3 +161,52 @@ def test_the_hooks_wait_counts_from_its_process_start() -> None:
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     )
     assert age >= 0.5 - 0.02  # the kernel counts start times in clock ticks (10 ms)
+
+
+def test_a_request_queued_past_its_wait_is_answered_busy_and_costs_nothing(
+    world: World, proxy: FaultProxy, held_daemon: Daemon
+) -> None:
+    """asked_at says when the asker asked: queued past its wait_ms, it has moved on (its own deadline),
+    so the daemon neither resolves the project nor starts a fetch for it."""
+    directory = _allowed_project(world)
+    asked_long_ago = time.time() - 5
+    [reply] = ask_daemon(
+        world.socket, {"op": "env", "dir": str(directory), "wait_ms": 500, "asked_at": asked_long_ago}
+    )
+    assert reply["error"]["code"] == protocol.PENDING and reply["error"]["busy"] is True
+    [status] = ask_daemon(world.socket, {"op": "status"})
+    assert status["sessions"] == [] and proxy.count("AssumeRole") == 0
+    # wait_ms 0 is "do not wait", not "queued out": the fetch starts and the answer is pending at once.
+    [reply] = ask_daemon(
+        world.socket, {"op": "env", "dir": str(directory), "wait_ms": 0, "asked_at": time.time()}
+    )
+    assert reply["error"]["code"] == protocol.PENDING and "busy" not in reply["error"]
+    _wait_until(lambda: proxy.count("AssumeRole") == 1, "the AssumeRole reached STS")
+
+
+def test_a_deadline_cancels_only_its_own_wait() -> None:
+    async def scenario() -> tuple[bool, bool, bool]:
+        never = asyncio.get_running_loop().create_future()
+        try:
+            async with Deadline(0.01):
+                await asyncio.shield(never)
+            timed_out = False
+        except asyncio.TimeoutError:
+            timed_out = True
+
+        async with Deadline(60):
+            await asyncio.sleep(0)  # ready at once: no timeout, no cancellation left behind
+        current = asyncio.current_task()
+        left_clean = current is not None and (not hasattr(current, "cancelling") or current.cancelling() == 0)
+
+        async def stopped_from_outside() -> None:
+            async with Deadline(60):
+                await asyncio.sleep(60)
+
+        task = asyncio.ensure_future(stopped_from_outside())
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return timed_out, left_clean, task.cancelled() and not never.cancelled()
+
+    assert asyncio.run(scenario()) == (True, True, True)
