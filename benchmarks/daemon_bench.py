@@ -394,6 +394,8 @@ def _hook_rows(label: str, answers: list[dict], proxy: FaultProxy) -> list[Row]:
     all_waits = [wait for a in answers for wait in a["waits"]]
     past = sum(1 for a in answers if max(a["waits"]) > HOOK_TIMEOUT_SECONDS)
     reasons = ", ".join(f"{firsts[r]} {r}" for r in ("fetching", "busy", "late") if firsts[r])
+    prompts = sorted(len(a["outcomes"]) for a in answers if a["outcomes"][-1] == "credentials")
+    served = sorted(a["credentials_after"] for a in answers if a["credentials_after"] is not None)
     return [
         Row(SECTION, f"{label}: p99 of the first wait", "ms", p99(first_waits) * 1e3, "-", None,
             note=f"every ask: p99 {p99(all_waits) * 1e3:,.0f} ms, max {max(all_waits) * 1e3:,.0f} ms"),
@@ -404,6 +406,10 @@ def _hook_rows(label: str, answers: list[dict], proxy: FaultProxy) -> list[Row]:
             "clients", at_next, "-", None,
             note=f"of {len(pending)} pending ({reasons or 'none'}); {len(pending) - at_next - never} needed "
             f"more prompts; {never} had no credentials after {MAX_ASKS} prompts"),
+        Row(SECTION, f"{label}: every client's credentials, p99 from the first ask", "ms",
+            p99(served) * 1e3 if served else None, "-", None,
+            note=f"prompts needed: median {median(prompts) if prompts else 0:.0f}, "
+            f"max {max(prompts) if prompts else 0}; a prompt every {NEXT_PROMPT_S:.0f} s, all in step"),
         Row(SECTION, f"{label}: AssumeRole calls", "calls", proxy.count("AssumeRole"), "-", None),
     ]  # fmt: skip
 

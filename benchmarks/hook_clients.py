@@ -31,6 +31,7 @@ def _outcome(answer: object) -> str:
 def client(directory: str, next_prompt_s: float, go: threading.Event, out: dict) -> None:
     project_file = f"{directory}/.stsd.toml"
     go.wait()
+    began = time.monotonic()
     waits: list[float] = []
     outcomes: list[str] = []
     while len(outcomes) < MAX_ASKS:
@@ -41,7 +42,9 @@ def client(directory: str, next_prompt_s: float, go: threading.Event, out: dict)
         if not isinstance(answer, transition.Pending):
             break
         time.sleep(next_prompt_s)
-    out.update(waits=waits, outcomes=outcomes)
+    # From the moment everyone asked to the answer with credentials (None: never).
+    after = time.monotonic() - began if outcomes[-1] == "credentials" else None
+    out.update(waits=waits, outcomes=outcomes, credentials_after=after)
 
 
 def main(next_prompt_s: str, *directories: str) -> None:
