@@ -147,7 +147,7 @@ def plan(
             if hook_file:
                 refresh_at = int(now) + RETRY_UNREACHABLE_S
         else:
-            # As for a leave, nothing of the previous project is kept, and nothing is set before the
+            # Another project's variables go, as on a leave; none of this one's is set before its
             # credentials are: a project half loaded (its region, no keys) would send commands elsewhere.
             refresh_at = int(now) + PENDING_RETRY_S
             if new_state is None:  # a renewal under way while the held credentials last needs no word
