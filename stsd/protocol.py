@@ -12,6 +12,12 @@ if TYPE_CHECKING:
 
 VERSION = 1
 MAX_LINE_BYTES = 64 * 1024  # requests are tiny; anything larger is refused, not buffered
+# `env`'s optional fields: how long (ms) the asker waits for the reply, and when it asked (epoch seconds,
+# the wall clock every process shares): time the request spent queued counts. A session still being
+# fetched by then gets PENDING instead, and the fetch goes on for the next ask (the hook's next prompt).
+WAIT_FIELD = "wait_ms"
+ASKED_AT_FIELD = "asked_at"
+MAX_WAIT_MS = 600_000
 
 OPS = ("ping", "env", "credentials", "status", "renew", "mfa")
 
@@ -34,6 +40,9 @@ NO_MFA = "no_mfa"  # `mfa` asked for a target whose source has no mfa_serial
 STS_UNAVAILABLE = "sts_unavailable"
 TIMEOUT = "timeout"
 RENEW_LIMITED = "renew_limited"  # a forced renewal of this session came too soon after the last one
+# Not a failure: the session was still being fetched when the request's wait_ms ran out, or the request
+# waited that long in the daemon's queue (then with "busy": true, and nothing else done); ask again.
+PENDING = "pending"
 INTERNAL = "internal"
 BUSY = "busy"  # the daemon (or its credentials endpoint) has as many connections open as it takes
 # Refusals a person cures elsewhere (a code, a sign-in) without touching the project: the hook asks again
@@ -46,7 +55,7 @@ REPLY_CODES = frozenset(
     {
         BAD_REQUEST, TOO_LARGE, UNSUPPORTED_VERSION, UNKNOWN_OP, INVALID_PROJECT, UNTRUSTED, DENIED,
         UNKNOWN_PROFILE, SOURCE_ERROR, STS_DENIED, MFA_REQUIRED, SIGN_IN_REQUIRED, NO_MFA, STS_UNAVAILABLE,
-        TIMEOUT, RENEW_LIMITED, INTERNAL, BUSY,
+        TIMEOUT, RENEW_LIMITED, INTERNAL, BUSY, PENDING,
     }
 )  # fmt: skip
 # Raised by clients, never sent: a reply that breaks the protocol (say, naming a variable stsd never sets).

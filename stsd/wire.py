@@ -26,7 +26,8 @@ MAX_REPLY_BYTES = 4 * 1024 * 1024  # a status reply is a few KiB; the cap only g
 # Why there is no answer (WireError.kind):
 ABSENT = "absent"  # no daemon listens (no socket, or a stale one): the one case starting a daemon fixes
 UNTRUSTED = "untrusted"  # the socket's directory or the peer is not yours: never talk to it, never start
-FAILED = "failed"  # something listens but gave no usable answer (wedged, closed, garbled)
+FAILED = "failed"  # something listens but gave no usable answer (closed, garbled)
+LATE = "late"  # no answer within the caller's time: wedged, or only busy (the hook asks again later)
 
 
 class WireError(Exception):
@@ -87,7 +88,7 @@ def connect(path: str, deadline: float) -> tuple[_socket.socket, int]:
         raise WireError(NOT_RUNNING, ABSENT) from None
     except _socket.timeout:
         connection.close()
-        raise WireError(NOT_ANSWERING) from None
+        raise WireError(NOT_ANSWERING, LATE) from None
     except OSError as error:
         connection.close()
         raise WireError(f"cannot reach the stsd daemon at {path}: {error.strerror or error}") from None
@@ -116,7 +117,7 @@ def _exchange(connection: _socket.socket, line: bytes, deadline: float) -> dict[
         connection.sendall(line)
         data = _read_line(connection, deadline)
     except _socket.timeout:
-        raise WireError(NOT_ANSWERING) from None
+        raise WireError(NOT_ANSWERING, LATE) from None
     except OSError as error:
         raise WireError(f"lost the connection to the stsd daemon: {error.strerror or error}") from None
     try:

@@ -2,7 +2,8 @@
 
 Tests point a daemon's AWS_ENDPOINT_URL at `FaultProxy.endpoint` and switch `mode` while it runs (with
 `tls`, an SSL context holding a certificate, it answers HTTPS and forwards plain HTTP):
-pass (forward), down (refuse connections), slow (hold the request beyond client timeouts),
+pass (forward), down (refuse connections), slow (hold the request beyond client timeouts), hold (keep
+each request until the test calls release(): STS answers when the test says, no clock involved),
 throttle (400 Throttling XML, 429 or 503), garbage (200 with bytes that are not XML) and
 error (a chosen AWS error code, e.g. ExpiredToken). Loopback only; every sleep is interruptible.
 """
@@ -20,7 +21,7 @@ from typing import Literal
 
 from stub_http import QuietHandler, serve, sts_error_xml
 
-Mode = Literal["pass", "down", "slow", "throttle", "garbage", "error"]
+Mode = Literal["pass", "down", "slow", "hold", "throttle", "garbage", "error"]
 ThrottleKind = Literal["400", "429", "503"]
 
 _REQUEST_ID = "00000000-0000-0000-0000-faultproxy00"
@@ -56,6 +57,7 @@ class FaultProxy:
         self._calls: list[Call] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._released = threading.Event()  # mode "hold": set by release() (and stop())
         self._server = serve(self, _ProxyHandler, tls=tls)
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -73,6 +75,7 @@ class FaultProxy:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._released.set()
         self._server.stop()
 
     def __enter__(self) -> FaultProxy:
@@ -90,10 +93,16 @@ class FaultProxy:
         self.actions = frozenset(actions) if actions is not None else None
         with self._lock:
             self.mode = mode
+            if mode == "hold":
+                self._released.clear()
         if mode == "down":
             self._server.stop()  # the port stays this proxy's: start() listens on it again
         elif not self._server.listening:
             self._server.start()
+
+    def release(self) -> None:
+        """Let every request held in mode "hold" (and any later one) go on to STS."""
+        self._released.set()
 
     # -- counting --------------------------------------------------------------------------------------
     def calls(self, action: str | None = None) -> list[Call]:
@@ -136,6 +145,9 @@ class _ProxyHandler(QuietHandler):
             if mode == "slow":
                 # Hold the request past any sane client timeout; stop() cuts the wait short.
                 self.owner._stopping.wait(self.owner.slow_seconds)
+                self._forward(body)
+            elif mode == "hold":
+                self.owner._released.wait()
                 self._forward(body)
             elif mode == "throttle":
                 self._throttle()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, STSD, Daemon, World
+from faultproxy import FaultProxy
 from mfa_stub import MFA_SERIAL, StsMfaStub, totp, wrong_code
 from security.conftest import (
     NOBODY,
@@ -759,6 +761,38 @@ def loaded_and_unloaded(request: pytest.FixtureRequest) -> str:
         shell.close()
 
 
+def fetching_credentials(request: pytest.FixtureRequest) -> str:
+    """Entering a project while its AssumeRole is held at the proxy: the prompt comes back at once."""
+    world = request.getfixturevalue("world")
+    world.write_config("sts_read_timeout = 300\n")  # botocore never gives up on the held call
+    with FaultProxy(world.aws.endpoint) as proxy:
+        proxy.set_mode("hold", actions={"AssumeRole"})
+        with Daemon(world, extra_env={"AWS_ENDPOINT_URL": proxy.endpoint}):
+            project = _allowed(world, "app", 'profile = "alice-sts"\n')
+            shell = open_shell("bash", world.env, world.home, request.getfixturevalue("tmp_path") / "bash")
+            try:
+                shell.run(KINDS["bash"].install)
+                return shell.cd(project)
+            finally:
+                proxy.release()
+                shell.close()
+
+
+def daemon_busy(request: pytest.FixtureRequest) -> str:
+    """Entering a project while the daemon is frozen (SIGSTOP): it accepts nothing in time."""
+    world = request.getfixturevalue("world")
+    daemon = request.getfixturevalue("daemon")
+    project = _allowed(world, "app", 'profile = "alice-sts"\n')
+    shell = open_shell("bash", world.env, world.home, request.getfixturevalue("tmp_path") / "bash")
+    try:
+        shell.run(KINDS["bash"].install)
+        os.kill(daemon.process.pid, signal.SIGSTOP)
+        return shell.cd(project)
+    finally:
+        os.kill(daemon.process.pid, signal.SIGCONT)
+        shell.close()
+
+
 _ROOT = {"marks": [as_root]}
 # the quote's distinctive part -> how to make stsd print it, for real
 PROVOKED = {
@@ -779,6 +813,8 @@ PROVOKED = {
     "ends soon: run stsd mfa": (mfa_status, {}),
     "MFA session  needs a code": (mfa_status, {}),
     "stsd: loaded NAME": (loaded_and_unloaded, {}),
+    "stsd: fetching credentials for DIR": (fetching_credentials, {}),
+    "stsd: the daemon is busy": (daemon_busy, {}),
     "stsd: unloaded NAME": (loaded_and_unloaded, {}),
 }
 

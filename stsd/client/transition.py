@@ -30,13 +30,23 @@ HOOK_FIRST = "__STSD_FIRST"  # "1" at the shell's first prompt: no informational
 HOOK_HOLD = "__STSD_HOLD"
 _HOOK_VARIABLES = (HOOK_FILE, HOOK_SHOWN, HOOK_PID, HOOK_FIRST, HOOK_HOLD)
 
-DEFAULT_TIMEOUT_S = 1.0  # the prompt waits at most about this long for the daemon
+DEFAULT_TIMEOUT_S = 1.0  # the prompt waits at most this long for the daemon, this process's start-up included
+# Of that wait, kept back for what follows giving up: turning the answer into shell code, exiting.
+FINISH_MARGIN_S = 0.05
+# And kept back from what the daemon is told it may take (wait_ms): its reply has to reach us in time,
+# through a loop that may be busy with many other shells.
+REPLY_MARGIN_S = 0.15
+MIN_EXCHANGE_S = 0.2  # start-up alone used the wait up: still ask (the daemon starts the fetch), briefly
+# A pending session: ask again at the next prompt, which is at least this far off. Not "now" (as for
+# mfa_required): fish runs the hook on `cd` and again at the prompt right after it, which would hold
+# that prompt a second time.
+PENDING_RETRY_S = 1
 RETRY_AFTER_S = 60  # asking again after an STS-side failure that may clear by itself
 # The daemon may be slow only because it is fetching a first session from STS: ask again soon.
 RETRY_UNREACHABLE_S = 5
 
 
-# What the daemon said about the directory: one of these three, or a protocol.Refusal.
+# What the daemon said about the directory: one of these four, or a protocol.Refusal.
 class NoProject(Value):
     __slots__ = ()
 
@@ -50,6 +60,19 @@ class Project(Value):
 
 class Unreachable(Value):
     fields = ("message",)
+    __slots__ = fields
+
+
+# Why a Pending answer has nothing yet:
+FETCHING = "fetching"  # the daemon said `pending`: the session is being fetched
+BUSY = "busy"  # the daemon said `pending` with busy: our request waited in its queue past our deadline
+LATE = "late"  # no answer in time: a busy daemon, or a wedged one
+
+
+class Pending(Value):
+    """Nothing to set yet, for `reason` (one of the three above): ask again at the next prompt."""
+
+    fields = ("project_file", "reason")
     __slots__ = fields
 
 
@@ -76,7 +99,7 @@ def utc_text(epoch: float) -> str:
 
 def plan(
     environ: Mapping[str, str],
-    answer: NoProject | Project | protocol.Refusal | Unreachable,
+    answer: NoProject | Project | protocol.Refusal | Unreachable | Pending,
     *,
     hook_file: str,
     shell_pid: int,
@@ -107,14 +130,21 @@ def plan(
             if answer.warning:
                 # Said once at entry (and in `stsd env`, `stsd status`): the endpoint is shadowed.
                 notice = Notice(f"warning:{answer.project_file}", f"stsd: warning: {answer.warning}")
-    elif isinstance(answer, Unreachable):
-        notice = Notice("unreachable", f"stsd: {answer.message}")
+    elif isinstance(answer, (Unreachable, Pending)):
         if state is not None and state.project_file == hook_file and state.expiration > utc_text(now):
             # Still in the same project with credentials that have not expired: keep them, ask later.
             new_state = state._replace(shell_pid=shell_pid)
             desired = {**outside, **{name: environ.get(name) for name in state.saved}}
-        if hook_file:
-            refresh_at = int(now) + RETRY_UNREACHABLE_S
+        if isinstance(answer, Unreachable):
+            notice = Notice("unreachable", f"stsd: {answer.message}")
+            if hook_file:
+                refresh_at = int(now) + RETRY_UNREACHABLE_S
+        else:
+            # Another project's variables go, as on a leave; none of this one's is set before its
+            # credentials are: a project half loaded (its region, no keys) would send commands elsewhere.
+            refresh_at = int(now) + PENDING_RETRY_S
+            if new_state is None:  # a renewal under way while the held credentials last needs no word
+                notice = pending_notice(answer)
     elif isinstance(answer, protocol.Refusal):
         cause = f"{answer.code}:{answer.fields.get('project', hook_file)}"
         if answer.code == protocol.INVALID_PROJECT:
@@ -142,32 +172,82 @@ def plan(
     return Transition(changes, new_state, refresh_at, notice, info, restore)
 
 
+def pending_notice(answer: Pending) -> Notice:
+    where = os.path.dirname(answer.project_file) or "/"
+    if answer.reason != FETCHING:
+        return Notice(
+            f"{answer.reason}:{answer.project_file}",
+            f"stsd: the daemon is busy; credentials for {where} will be set at the next prompt",
+        )
+    return Notice(
+        f"{protocol.PENDING}:{answer.project_file}",
+        f"stsd: fetching credentials for {where}; they will be set at the next prompt",
+    )
+
+
+def hook_timeout() -> float:
+    try:
+        return float(os.environ.get("STSD_TIMEOUT", "") or DEFAULT_TIMEOUT_S)
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+
+
+def process_started() -> float:
+    """time.monotonic() when this process was forked, so the prompt's wait counts our start-up (tens of
+    milliseconds, more on a busy machine). From the kernel's start time; now if that cannot be read."""
+    now = time.monotonic()
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            # Fields after the command name, which is in parentheses and may hold anything: field 22,
+            # the start time in clock ticks since boot, is the 20th.
+            ticks = int(stat.read().rpartition(b")")[2].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - min(max(age, 0.0), 3600.0)
+
+
 def ask_daemon(
-    directory: str, project_file: str, shell_name: str
-) -> NoProject | Project | protocol.Refusal | Unreachable:
-    """One `env` request, with a short timeout so a dead or slow daemon never holds the prompt."""
+    directory: str, project_file: str, shell_name: str, *, started: float | None = None
+) -> NoProject | Project | protocol.Refusal | Unreachable | Pending:
+    """One `env` request, answered within the hook's timeout counted from `started` (monotonic; default:
+    when this process started), so neither a dead daemon nor a queue of STS calls holds the prompt: the
+    daemon is told how long it has (wait_ms) and says `pending` rather than make us wait longer."""
     if not project_file:
         return NoProject()  # no project file above: leaving needs no daemon at all
+    deadline = (process_started() if started is None else started) + hook_timeout() - FINISH_MARGIN_S
+
+    def left() -> float:
+        return max(MIN_EXCHANGE_S, deadline - time.monotonic())
+
+    def message() -> dict[str, object]:
+        # asked_at: the wall clock, the one clock the daemon surely shares; the wait is counted from it.
+        wait_ms = int(max(0.0, left() - REPLY_MARGIN_S) * 1000)
+        return {
+            "op": "env",
+            "dir": directory,
+            protocol.WAIT_FIELD: wait_ms,
+            protocol.ASKED_AT_FIELD: time.time(),
+        }
+
     try:
-        timeout = float(os.environ.get("STSD_TIMEOUT", "") or DEFAULT_TIMEOUT_S)
-    except ValueError:
-        timeout = DEFAULT_TIMEOUT_S
-    message = {"op": "env", "dir": directory}
-    deadline = time.monotonic() + timeout
-    try:
-        reply = wire.request(message, timeout).message
+        reply = wire.request(message(), left()).message
     except wire.WireError as error:
+        if error.kind == wire.LATE:
+            return Pending(project_file, LATE)
         if not error.startable:
             return Unreachable(str(error))
         # No daemon: stsd.client.connection starts one (or says why not), within what is left of the wait.
         from stsd.client.connection import DaemonUnavailable, request
 
         try:
-            reply = request(message, timeout=max(0.05, deadline - time.monotonic()))
+            reply = request(message(), timeout=left())
         except DaemonUnavailable as error:
             return Unreachable(str(error))
     if not reply.get("ok"):
         refusal = protocol.Refusal.of(reply)
+        if refusal.code == protocol.PENDING:
+            return Pending(project_file, BUSY if refusal.fields.get("busy") is True else FETCHING)
         line = terminal.refusal_line(refusal.code, project_file, refusal.message, shell_name)
         return protocol.Refusal(refusal.code, line, project=project_file)
     project = reply.get("project")
@@ -298,6 +378,13 @@ def run(shell_name: str, environ: Mapping[str, str]) -> int:
     hold = environ.get(HOOK_HOLD) == "1"
     environ = {k: v for k, v in environ.items() if k not in _HOOK_VARIABLES}
     answer = ask_daemon(directory, project_file, advice_shell)
+    if (
+        isinstance(answer, Pending)
+        and answer.reason == LATE
+        and shown in (pending_notice(answer).cause, "unreachable")
+    ):
+        # Late twice in a row: not a moment's queue but a daemon that does not answer; say how to fix it.
+        answer = Unreachable(wire.NOT_ANSWERING)
     transition = plan(environ, answer, hook_file=project_file, shell_pid=shell_pid, now=time.time())
     if ignored and transition.notice is None:
         # A file another user planted above us governs nothing; say so once, whatever else happened.

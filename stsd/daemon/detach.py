@@ -255,7 +255,12 @@ def _wait_for_exit(pid: int, timeout: float) -> bool:
 def _is_alive(pid: int) -> bool:
     try:
         # A detached daemon is not our child: when no init reaps it, it lingers as a zombie after exit.
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        process = psutil.Process(pid)
+        if process.status() != psutil.STATUS_ZOMBIE:
+            return True
+        # Killed, its main thread can be a zombie while its other threads (the STS pool's) still exit,
+        # the socket still listening: not gone until they are.
+        return process.num_threads() > 1
     except psutil.NoSuchProcess:
         return False
 

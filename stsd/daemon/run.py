@@ -154,6 +154,7 @@ async def _serve(
     from stsd.daemon.service import Service
     from stsd.daemon.sessions import SessionManager
     from stsd.daemon.sources import SourceRegistry
+    from stsd.daemon.sts_calls import start_sts_pool
     from stsd.daemon.throttled_log import ThrottledLog
     from stsd.project.trust import TrustStore
 
@@ -188,6 +189,7 @@ async def _serve(
         finally:
             status.update()
 
+    start_sts_pool()
     server = SocketServer(handle, ServerLimits(max_connections=_connection_budget()), throttled=throttled)
     await server.start(listener)
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stsd import paths, protocol, wire
+from stsd.daemon.deadline import Deadline
 from stsd.daemon.throttled_log import ThrottledLog
 
 log = logging.getLogger("stsd.server")
@@ -155,9 +156,9 @@ class SocketServer:
             self._connections.discard(task)
             if not self._connections:
                 self._idle_since = asyncio.get_running_loop().time()
+            # Not waited for: the transport closes at the loop's next turn, and waiting would hold this
+            # task (and a task of wait_for's) per connection, which a burst of shells pays for.
             writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -218,7 +219,9 @@ class SocketServer:
                 if timeout <= 0:
                     return None
             try:
-                chunk = await asyncio.wait_for(reader.read(65536), timeout)
+                # Deadline, not wait_for: a line already received is read without another turn or task.
+                async with Deadline(timeout):
+                    chunk = await reader.read(65536)
             except asyncio.TimeoutError:
                 return None
             if not chunk:
@@ -244,7 +247,9 @@ class SocketServer:
 
     async def _send(self, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
         writer.write(protocol.encode(reply))
-        await asyncio.wait_for(writer.drain(), self._limits.write_timeout_s)
+        if writer.transport.get_write_buffer_size():  # nearly always 0: a reply fits the socket buffer
+            async with Deadline(self._limits.write_timeout_s):
+                await writer.drain()
 
 
 async def _discard_input(

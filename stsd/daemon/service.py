@@ -12,13 +12,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 
 from stsd import __version__, aws_values, paths, protocol, terminal
 from stsd.daemon.clock import Clock, utc_text
 from stsd.daemon.config import DaemonConfig
+from stsd.daemon.deadline import Deadline
 from stsd.daemon.endpoint import CredentialsEndpoint, Grant, Grants, content_digest
 from stsd.daemon.environment import effective_environment
 from stsd.daemon.project_cache import ProjectCache
@@ -184,10 +185,18 @@ class Service:
     async def _env(self, request: Mapping[str, Any]) -> dict[str, Any]:
         directory = _directory_field(request)
         mode = _mode_field(request)
+        wait = _wait_field(request)
+        if wait is not None and wait.queued_out:
+            # Queued past what its asker waits (a burst of shells, a cold start): it has moved on. Doing
+            # nothing for it keeps the queue short for the askers still waiting.
+            raise protocol.Refusal(protocol.PENDING, "the daemon is busy; ask again in a moment", busy=True)
         target = self._project_target(directory)
         if target is None:
             return protocol.ok(project=None, vars={}, expiration=None, refresh_at=None)
-        session = await self._session(target.request)
+        if wait is None:
+            session = await self._session(target.request)
+        else:
+            session = await self._session_within(target, wait.left_s)
         return await self._env_reply(target, session, mode)
 
     async def _credentials(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -398,6 +407,22 @@ class Service:
             )
         return session
 
+    async def _session_within(self, target: ProjectTarget, wait_s: float) -> RoleSession:
+        """_session(), or protocol.Refusal(pending) once `wait_s` has passed without it: the asker (the hook,
+        holding a prompt) asks again later. Only this wait is cancelled: the session's fetch is single-flight
+        and shielded (SessionManager), so it goes on for the next ask and everyone else's."""
+        try:
+            # A timer, not a task: a held session (nearly every request) costs no more than without wait_ms.
+            async with Deadline(wait_s):
+                return await self._session(target.request)
+        except asyncio.TimeoutError:
+            path = target.project.path
+            raise protocol.Refusal(
+                protocol.PENDING,
+                f"fetching credentials for {path.parent}; ask again in a moment",
+                project=str(path),
+            ) from None
+
     async def _env_reply(
         self, target: ProjectTarget, session: RoleSession, mode: str | None = None
     ) -> dict[str, Any]:
@@ -485,6 +510,34 @@ def _directory_field(request: Mapping[str, Any]) -> Path:
             protocol.BAD_REQUEST, f"dir: expected an absolute path of at most {MAX_PATH_CHARS} characters"
         )
     return Path(value)
+
+
+class _Wait(NamedTuple):
+    left_s: float  # of the wait the request states, what is left now
+    queued_out: bool  # it all went by before the daemon read the request
+
+
+def _wait_field(request: Mapping[str, Any]) -> _Wait | None:
+    """The wait an `env` request states (wait_ms, counted from its asked_at if given); None if none."""
+    value = request.get(protocol.WAIT_FIELD)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= protocol.MAX_WAIT_MS:
+        raise protocol.Refusal(
+            protocol.BAD_REQUEST,
+            f"{protocol.WAIT_FIELD}: expected an integer number of milliseconds from 0 to {protocol.MAX_WAIT_MS}",
+        )
+    wait = value / 1000
+    asked_at = request.get(protocol.ASKED_AT_FIELD)
+    if asked_at is None:
+        return _Wait(wait, False)
+    if not isinstance(asked_at, (int, float)) or isinstance(asked_at, bool) or not math.isfinite(asked_at):
+        raise protocol.Refusal(
+            protocol.BAD_REQUEST, f"{protocol.ASKED_AT_FIELD}: expected the time of asking in epoch seconds"
+        )
+    # Clamped: a wall clock stepped meanwhile can shorten the wait to nothing, never lengthen it.
+    left = wait - min(max(time.time() - asked_at, 0.0), wait)
+    return _Wait(left, wait > 0 and left <= 0)
 
 
 def _mode_field(request: Mapping[str, Any]) -> str | None:

@@ -41,6 +41,17 @@ def sts_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+def start_sts_pool() -> None:
+    """Start every STS thread now, at daemon start-up. The pool would start them one by one on the event
+    loop during a cold burst, and starting a thread waits until it runs: with the other STS threads
+    holding the GIL that costs milliseconds each, while every waiting request (and its `pending`) is held."""
+    pool = sts_pool()
+    everyone = threading.Barrier(STS_THREADS + 1)
+    for _ in range(STS_THREADS):
+        pool.submit(everyone.wait)  # each blocks until all are in: no idle thread, so each submit starts one
+    everyone.wait()
+
+
 async def in_sts_pool(function: Callable[..., Result], *args: Any) -> Result:
     """asyncio.to_thread, on the STS pool (the context goes along, as to_thread does)."""
     loop = asyncio.get_running_loop()

@@ -129,13 +129,14 @@ class InteractiveShell:
     def unset_var(self, name: str) -> str:
         return self.run(self.kind.unset_var.format(name=name))
 
-    def make_refresh_due(self) -> None:
-        """Fake clock: move the shell's renewal due time into the past (bash/zsh variable, fish file)."""
+    def make_refresh_due(self) -> str:
+        """Fake clock: move the shell's renewal due time into the past (bash/zsh variable, fish file).
+        Returns what the prompt after that printed (bash and zsh ask there; fish at the next prompt)."""
         if self.kind.name == "fish":
             due = self.run("echo $_stsd_due").strip()
             os.utime(due, (1, 1))
-        else:
-            self.run("_stsd_refresh_at=1")
+            return ""
+        return self.run("_stsd_refresh_at=1")
 
     def env(self) -> dict[str, str]:
         """The exported environment exactly as a child process sees it (bytes of `env -0`)."""

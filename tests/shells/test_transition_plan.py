@@ -8,7 +8,18 @@ import json
 import pytest
 
 from stsd import terminal, wire
-from stsd.client.transition import STATE_VARIABLE, LoadedState, NoProject, Project, Unreachable, plan
+from stsd.client.transition import (
+    BUSY,
+    FETCHING,
+    STATE_VARIABLE,
+    LoadedState,
+    NoProject,
+    Notice,
+    Pending,
+    Project,
+    Unreachable,
+    plan,
+)
 from stsd.protocol import Refusal
 
 FILE = "/home/alice/project/.stsd.toml"
@@ -120,3 +131,31 @@ def test_a_shadowing_default_profile_is_said_once_at_entry():
     # Staying in the project (a renewal) says nothing again.
     staying = plan(loaded_environment("2027-01-15T08:30:00Z"), answer, hook_file=FILE, shell_pid=42, now=NOW)
     assert staying.notice is None
+
+
+def test_pending_entry_sets_nothing_drops_another_project_and_asks_again_at_the_next_prompt():
+    other = "/home/alice/other/.stsd.toml"
+    transition = plan(
+        loaded_environment("2027-01-15T09:00:00Z"),
+        Pending(other, FETCHING),
+        hook_file=other,
+        shell_pid=42,
+        now=NOW,
+    )
+
+    assert transition.state is None
+    assert transition.changes["AWS_ACCESS_KEY_ID"] is None and transition.changes["AWS_PROFILE"] == "work"
+    assert NOW < transition.refresh_at <= NOW + 1  # the next prompt, not the one fish draws right after `cd`
+    assert transition.notice == Notice(
+        f"pending:{other}",
+        "stsd: fetching credentials for /home/alice/other; they will be set at the next prompt",
+    )
+
+
+def test_pending_renewal_in_the_same_project_keeps_the_held_credentials_silently():
+    transition = plan(
+        loaded_environment("2027-01-15T09:00:00Z"), Pending(FILE, BUSY), hook_file=FILE, shell_pid=42, now=NOW
+    )
+
+    assert transition.changes == {} and transition.state is not None
+    assert transition.notice is None and transition.refresh_at > NOW
