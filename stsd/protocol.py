@@ -17,6 +17,7 @@ MAX_LINE_BYTES = 64 * 1024  # requests are tiny; anything larger is refused, not
 # fetched by then gets PENDING instead, and the fetch goes on for the next ask (the hook's next prompt).
 WAIT_FIELD = "wait_ms"
 ASKED_AT_FIELD = "asked_at"
+BUSY_FIELD = "busy"  # on a `pending` reply: the request waited in the queue past its wait; nothing was done
 MAX_WAIT_MS = 600_000
 
 OPS = ("ping", "env", "credentials", "status", "renew", "mfa")

@@ -65,7 +65,7 @@ class Unreachable(Value):
 
 # Why a Pending answer has nothing yet:
 FETCHING = "fetching"  # the daemon said `pending`: the session is being fetched
-BUSY = "busy"  # the daemon said `pending` with busy: our request waited in its queue past our deadline
+BUSY = "queued"  # the daemon said `pending` with busy: our request waited in its queue past our deadline
 LATE = "late"  # no answer in time: a busy daemon, or a wedged one
 
 
@@ -247,7 +247,9 @@ def ask_daemon(
     if not reply.get("ok"):
         refusal = protocol.Refusal.of(reply)
         if refusal.code == protocol.PENDING:
-            return Pending(project_file, BUSY if refusal.fields.get("busy") is True else FETCHING)
+            return Pending(
+                project_file, BUSY if refusal.fields.get(protocol.BUSY_FIELD) is True else FETCHING
+            )
         line = terminal.refusal_line(refusal.code, project_file, refusal.message, shell_name)
         return protocol.Refusal(refusal.code, line, project=project_file)
     project = reply.get("project")

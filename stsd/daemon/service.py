@@ -189,7 +189,9 @@ class Service:
         if wait is not None and wait.queued_out:
             # Queued past what its asker waits (a burst of shells, a cold start): it has moved on. Doing
             # nothing for it keeps the queue short for the askers still waiting.
-            raise protocol.Refusal(protocol.PENDING, "the daemon is busy; ask again in a moment", busy=True)
+            raise protocol.Refusal(
+                protocol.PENDING, "the daemon is busy; ask again in a moment", **{protocol.BUSY_FIELD: True}
+            )
         target = self._project_target(directory)
         if target is None:
             return protocol.ok(project=None, vars={}, expiration=None, refresh_at=None)
