@@ -6,16 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fakes import FakeClock
 
 from stsd.daemon.config import DaemonConfig
 from stsd.daemon.requests import RoleRequest
+from stsd.daemon.service import Service
 from stsd.daemon.sessions import RoleSession, SessionManager
 from stsd.daemon.sources import SourceRegistry
+from stsd.project.trust import TrustStore
 
 T = TypeVar("T")
 
@@ -116,3 +120,19 @@ async def harness(
         yield h
     finally:
         await h.close()
+
+
+def in_process_service(h: Harness, tmp_path: Path, trust_dir: Path | None = None) -> Service:
+    """The daemon's Service over the harness's manager, in this process; its trust records in `trust_dir`
+    (default: a fresh one under tmp_path; the world's own to see what `stsd allow` wrote)."""
+    return Service(
+        sessions=h.manager,
+        sources=h.sources,
+        trust_store=TrustStore(trust_dir or tmp_path / "trust"),
+        config=h.config,
+        clock=h.clock,
+        started_at=time.time(),
+        mode="foreground",
+        socket_path=tmp_path / "stsd.sock",
+        log_location="stderr",
+    )

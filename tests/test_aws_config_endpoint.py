@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import Daemon, World, caller_arn
 from faultproxy import FaultProxy
+from test_cli_commands import ROLE_PROJECT
 
 from stsd.demo.local_aws import (
     ACCOUNT_ID,
@@ -30,13 +31,7 @@ from stsd.demo.local_aws import (
 )
 
 ASSUMED_ROLE = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{ROLE_NAME}/s3-access"
-PROJECT = (
-    f'role_arn = "{ROLE_ARN}"\n'
-    f'source_profile = "{USER_NAME}"\n'
-    f'external_id = "{EXTERNAL_ID}"\n'
-    f'role_session_name = "s3-access"\n'
-    f'region = "{REGION}"\n'
-)
+PROJECT = ROLE_PROJECT
 
 
 @pytest.fixture

@@ -16,15 +16,14 @@ from stsd.demo.local_aws import ACCOUNT_ID, EXTERNAL_ID, REGION, ROLE_ARN, ROLE_
 
 ASSUMED_ROLE_PREFIX = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{ROLE_NAME}/"
 
-PROJECT = (
+ROLE_PROJECT = (  # the scenario's role, written inline in .stsd.toml
     f'role_arn = "{ROLE_ARN}"\n'
     f'source_profile = "{USER_NAME}"\n'
     f'external_id = "{EXTERNAL_ID}"\n'
     f'role_session_name = "s3-access"\n'
     f'region = "{REGION}"\n'
-    "[env]\n"
-    'AWS_DEFAULT_OUTPUT = "json"\n'
 )
+PROJECT = ROLE_PROJECT + '[env]\nAWS_DEFAULT_OUTPUT = "json"\n'
 
 CALLER_IDENTITY = """
 import json, sys, boto3

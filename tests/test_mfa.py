@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from conftest import Daemon, World, caller_arn, enter_world
-from harness import Harness, harness, run
+from harness import harness, in_process_service, run
 from mfa_stub import (
     MFA_ROLE_ARN,
     MFA_ROLE_NAME,
@@ -38,11 +37,9 @@ from stsd.client.commands import render_status
 from stsd.daemon import session_token
 from stsd.daemon.config import SourceSettings
 from stsd.daemon.requests import resolve_profile, resolve_request
-from stsd.daemon.service import Service
 from stsd.daemon.sources import SourceError, SourceSpec
 from stsd.demo.local_aws import ACCOUNT_ID, REGION, USER_ARN, LocalAws
 from stsd.project.projectfile import RoleSettings
-from stsd.project.trust import TrustStore
 from stsd.protocol import Refusal
 
 MFA_SOURCE = SourceSpec(profile="alice", mfa_serial=MFA_SERIAL)
@@ -351,20 +348,6 @@ def test_mfa_process_timeouts_and_bad_output_are_transient_source_errors(
 
 
 # -- a day with a fake clock: renewals without a code, one notice at the end --------------------------
-
-
-def in_process_service(h: Harness, tmp_path: Path) -> Service:
-    return Service(
-        sessions=h.manager,
-        sources=h.sources,
-        trust_store=TrustStore(tmp_path / "trust"),
-        config=h.config,
-        clock=h.clock,
-        started_at=time.time(),
-        mode="foreground",
-        socket_path=tmp_path / "stsd.sock",
-        log_location="stderr",
-    )
 
 
 def test_roles_renew_without_another_code_and_the_end_of_the_mfa_session_is_one_notice(

@@ -25,7 +25,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from conftest import STSD, Daemon, World, caller_arn, enter_world
-from harness import harness, run
+from harness import harness, in_process_service, run
 from sso_stub import (
     CREDENTIALS_LIFETIME_S,
     SSO_ROLE,
@@ -33,7 +33,6 @@ from sso_stub import (
     START_URL,
     SsoWorld,
 )
-from test_mfa import in_process_service
 
 from stsd.client.commands import render_status
 from stsd.daemon.requests import resolve_profile, resolve_request

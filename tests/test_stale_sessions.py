@@ -11,19 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from conftest import STSD, Daemon, World, ask_daemon
-from harness import Harness, harness
+from harness import Harness, harness, in_process_service
 from test_endpoint import ENDPOINT_PROJECT, get
 
 from stsd import paths
 from stsd.daemon.service import Service
 from stsd.daemon.sessions import SWEEP_INTERVAL_SECONDS
 from stsd.demo.local_aws import ROLE_ARN, ROLE_NAME
-from stsd.project.trust import TrustStore
 
 ROLE = f'profile = "{ROLE_NAME}"\n'
 HOURS = 3
@@ -161,21 +159,6 @@ def test_a_token_kept_over_a_restart_names_its_projects_session(daemon: Daemon, 
 # -- renewals over hours, on a fake clock ------------------------------------------------------------------
 
 
-def in_process_service(h: Harness, tmp_path: Path) -> Service:
-    """The daemon's service over the harness's manager, with the trust records `stsd allow` writes."""
-    return Service(
-        sessions=h.manager,
-        sources=h.sources,
-        trust_store=TrustStore(Path(paths.trust_dir())),
-        config=h.config,
-        clock=h.clock,
-        started_at=time.time(),
-        mode="foreground",
-        socket_path=tmp_path / "stsd.sock",
-        log_location="stderr",
-    )
-
-
 async def ask_env(service: Service, directory: Path) -> dict[str, Any]:
     reply = await service.handle({"v": 1, "op": "env", "dir": str(directory)})
     assert reply["ok"], reply
@@ -197,7 +180,7 @@ async def renewals_over(h: Harness, hours: int) -> tuple[int, dict[str, set[str]
 def test_old_sessions_stop_renewing_after_three_edits(world_env: World, tmp_path: Path) -> None:
     async def scenario() -> None:
         async with harness(loop=True) as h:
-            service = in_process_service(h, tmp_path)
+            service = in_process_service(h, tmp_path, Path(paths.trust_dir()))
             project = world_env.project("app", named("v1"))
             for version in ("v1", "v2", "v3"):
                 (project / ".stsd.toml").write_text(named(version))
@@ -220,7 +203,7 @@ def test_the_sweep_ends_a_deleted_files_session_that_nobody_asks_about(
 ) -> None:
     async def scenario() -> None:
         async with harness(loop=True) as h:
-            service = in_process_service(h, tmp_path)
+            service = in_process_service(h, tmp_path, Path(paths.trust_dir()))
             gone, kept = world_env.project("gone", named("gone")), world_env.project("kept", named("kept"))
             for directory in (gone, kept):
                 allow(world_env, directory)
@@ -243,7 +226,7 @@ def test_a_shared_session_keeps_renewing_while_one_project_still_names_it(
 ) -> None:
     async def scenario() -> None:
         async with harness(loop=True) as h:
-            service = in_process_service(h, tmp_path)
+            service = in_process_service(h, tmp_path, Path(paths.trust_dir()))
             first, second = world_env.project("a", ROLE), world_env.project("b", ROLE)
             for directory in (first, second):
                 allow(world_env, directory)
