@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tokenize
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,19 @@ def world(local_aws: LocalAws, tmp_path: Path) -> Iterator[World]:
     shutil.rmtree(w.runtime, ignore_errors=True)
     leaked += home_files_holding(w.home, secrets)
     assert not leaked, f"long-term key material in files stsd wrote: {leaked}"
+
+
+def stsd_tokens(except_module: str) -> Iterator[tuple[str, tokenize.TokenInfo]]:
+    """Every token of stsd's source but `except_module` (the one place a fact may be written), with the
+    module's path under stsd/: for the checks that a fact has no second definition."""
+    package = REPO / "stsd"
+    for path in sorted(package.rglob("*.py")):
+        where = path.relative_to(package).as_posix()
+        if where == except_module:
+            continue
+        with path.open("rb") as source:
+            for token in tokenize.tokenize(source.readline):
+                yield where, token
 
 
 def long_term_secrets(aws: LocalAws) -> list[bytes]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import stsd_tokens
 
 from stsd import aws_values
 from stsd.daemon.config import ConfigError, DaemonConfig, load_config
@@ -17,7 +18,6 @@ from stsd.daemon.sources import CREDENTIAL_SOURCES
 from stsd.project.projectfile import ProjectFileError, RoleSettings, load_project_file
 from stsd.protocol import Refusal
 
-STSD = Path(__file__).resolve().parent.parent / "stsd"
 ARN = "arn:aws:iam::123456789012:role/"
 
 # rule, values it accepts (the boundaries included), values it refuses (just past them)
@@ -146,16 +146,11 @@ NOT_BOUNDS = {("daemon/config.py", "min_remaining_seconds")}
 
 def test_no_module_but_aws_values_holds_a_pattern_or_range_of_an_aws_value() -> None:
     copies = []
-    for path in sorted(STSD.rglob("*.py")):
-        where = path.relative_to(STSD).as_posix()
-        if where == "aws_values.py":
-            continue
-        with path.open("rb") as source:
-            for token in tokenize.tokenize(source.readline):
-                line = token.line
-                if token.type == tokenize.NUMBER and token.string.isdigit() and int(token.string) in BOUNDS:
-                    if not any(where == file and name in line for file, name in NOT_BOUNDS):
-                        copies.append(f"{where}:{token.start[0]}: {line.strip()}")
-                elif token.type == tokenize.STRING and any(piece in token.string for piece in PATTERN_PIECES):
-                    copies.append(f"{where}:{token.start[0]}: {line.strip()}")
+    for where, token in stsd_tokens("aws_values.py"):
+        line = token.line
+        if token.type == tokenize.NUMBER and token.string.isdigit() and int(token.string) in BOUNDS:
+            if not any(where == file and name in line for file, name in NOT_BOUNDS):
+                copies.append(f"{where}:{token.start[0]}: {line.strip()}")
+        elif token.type == tokenize.STRING and any(piece in token.string for piece in PATTERN_PIECES):
+            copies.append(f"{where}:{token.start[0]}: {line.strip()}")
     assert not copies, "import the Rule from stsd.aws_values instead: " + "; ".join(copies)

@@ -12,11 +12,9 @@ import tokenize
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, World
+from conftest import Daemon, World, stsd_tokens
 
 from stsd import protocol, wire
-
-STSD = Path(__file__).resolve().parent.parent / "stsd"
 
 # Strings equal to a code that mean something else: trust states and trust directories (stsd.project.trust
 # and the status/hook code that reads them) and wire.WireError's kinds.
@@ -81,20 +79,15 @@ def test_the_daemons_refusal_is_the_clients_refusal(world: World, daemon: Daemon
 def test_no_module_but_protocol_spells_a_code() -> None:
     codes = {value for name, value in vars(protocol).items() if name.isupper() and isinstance(value, str)}
     copies = []
-    for path in sorted(STSD.rglob("*.py")):
-        where = path.relative_to(STSD).as_posix()
-        if where == "protocol.py":
+    for where, token in stsd_tokens("protocol.py"):
+        if token.type != tokenize.STRING:
             continue
-        with path.open("rb") as source:
-            for token in tokenize.tokenize(source.readline):
-                if token.type != tokenize.STRING:
-                    continue
-                try:
-                    value = ast.literal_eval(token.string)
-                except (ValueError, SyntaxError):
-                    continue  # an f-string
-                if value in codes and (where, value) not in NOT_CODES:
-                    copies.append(f"{where}:{token.start[0]}: {token.string}")
+        try:
+            value = ast.literal_eval(token.string)
+        except (ValueError, SyntaxError):
+            continue  # an f-string
+        if value in codes and (where, value) not in NOT_CODES:
+            copies.append(f"{where}:{token.start[0]}: {token.string}")
     assert not copies, "use the constant of stsd.protocol instead: " + "; ".join(copies)
 
 
