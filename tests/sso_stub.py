@@ -123,6 +123,13 @@ class SsoPortalStub:
                 if device["user_code"] == user_code:
                     device["approved"] = True
 
+    def approve_once_polled(self, user_code: str, timeout: float = 20) -> None:
+        """The person confirms only after the client has started polling (it polls while they have not)."""
+        deadline = time.monotonic() + timeout
+        while self.oidc["CreateToken:pending"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.approve(user_code)
+
     def revoke(self, token: str) -> None:
         with self._lock:
             self.tokens.pop(token, None)

@@ -572,10 +572,7 @@ def test_sso_console_blocks(sso_world: SsoWorld, world: World, tmp_path: Path) -
         assert signing_in.stdout is not None
         asked = signing_in.stdout.readline()
         code = asked.split()[-1]
-        deadline = time.monotonic() + 20
-        while sso_world.portal.oidc["CreateToken:pending"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)  # it polls while the person has not confirmed yet
-        sso_world.portal.approve(code)
+        sso_world.portal.approve_once_polled(code)
         rest, _ = signing_in.communicate(timeout=30)
     finally:
         shell.close()

@@ -399,10 +399,7 @@ def test_stsd_login_signs_in_with_a_device_code_and_the_daemon_picks_the_token_u
     prompt = login.stdout.readline()
     assert prompt.startswith(f"stsd: to sign in to {START_URL}, open https://device.example.com/?user_code=")
     code = prompt.split()[-1]
-    deadline = time.monotonic() + 20
-    while sso_world.portal.oidc["CreateToken:pending"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)  # it polls while the person has not confirmed yet
-    sso_world.portal.approve(code)
+    sso_world.portal.approve_once_polled(code)
     out, err = login.communicate(timeout=30)
 
     assert login.returncode == 0, err
